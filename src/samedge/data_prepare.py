@@ -1,0 +1,206 @@
+"""Decode verified source files into each task's prepared arrays and write them reproducibly.
+
+Images: pixels / 256 (exact in float32), centred by the mean image of the training set, stored
+float32 NCHW; the held-out images are centred by the same training mean. Text: ASCII codes, uint8.
+Arrays are .npy files (byte-identical on rerun, unlike .npz whose zip entries carry timestamps).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torchvision.datasets.mnist import read_image_file, read_label_file
+from torchvision.datasets.utils import extract_archive
+
+from samedge.data_fetch import DataError
+from samedge.io import atomic_write, sha256_file
+
+N_CIFAR = 1000  # the first 1000 training (and test) examples, original file order
+N_TEST_LINES = 10_000  # tiny_shakespeare: the last 10,000 lines are held out
+NUM_CLASSES = 10
+# sha256 of the decoded CIFAR-10 arrays (see content_sha256), the same whichever file they came from:
+# the mirror's .npz or the python pickles in torchvision's md5-checked tarball.
+CIFAR_CONTENT_SHA256 = {
+    "train": "5198c1b0c98fbba0f5a62c043352122d9a195452ffa22fe496a3a4120a741155",  # data_batch_1, all 10000
+    "test": "be341b9572b9f821724a7b1a9470365006bdd37871a4247ec30154bb08c1537c",  # test_batch, first 1000
+}
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Prepared:
+    arrays: dict[str, np.ndarray]  # output file stem -> array
+    info: dict[str, Any] = field(default_factory=dict)  # preprocessing and stats, for the manifest
+
+
+def prepare(task: str, files: dict[str, Path], scratch: Path) -> Prepared:
+    return _PREPARERS[task](files, scratch)
+
+
+def content_sha256(x: np.ndarray, y: np.ndarray) -> str:
+    """Hash of dtype, shape and C-order bytes of (x, y): independent of the container file."""
+    digest = hashlib.sha256()
+    for array in (x, y):
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def _images(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+            info: dict[str, Any]) -> Prepared:
+    """uint8 NCHW images -> pixels / 256 centred by the training mean image."""
+    train = x_train.astype(np.float32) / 256
+    mean = train.mean(axis=0, dtype=np.float64).astype(np.float32)
+    arrays = {"x_train": train - mean, "y_train": y_train.astype(np.int64),
+              "x_test": x_test.astype(np.float32) / 256 - mean, "y_test": y_test.astype(np.int64)}
+    info = {**info, "preprocessing": info["preprocessing"] + "; pixels / 256, minus the mean image of x_train "
+            "(x_test uses the same mean); float32 (N, C, H, W); labels int64",
+            "class_counts_train": np.bincount(y_train, minlength=NUM_CLASSES).tolist()}
+    return Prepared(arrays, info)
+
+
+def _check_images(path: Path, x: np.ndarray, y: np.ndarray, image_shape: tuple[int, ...]) -> None:
+    if x.dtype != np.uint8 or x.shape[1:] != image_shape or y.shape != x.shape[:1]:
+        raise DataError(f"{path.name}: expected uint8 images of shape (N, {', '.join(map(str, image_shape))}) "
+                        f"and N labels, got {x.dtype} {x.shape} and labels {y.shape}")
+    if y.size and not (0 <= y.min() and y.max() < NUM_CLASSES):
+        raise DataError(f"{path.name}: labels outside 0..{NUM_CLASSES - 1}")
+
+
+def _read_idx(path: Path, scratch: Path, reader: Callable[[str], Any]) -> np.ndarray:
+    try:
+        return reader(str(extract_archive(path, scratch))).numpy()
+    except Exception as exc:  # gzip, IDX header and size failures all mean one thing: a bad file
+        raise DataError(f"{path.name}: not a valid gzip-compressed IDX file ({type(exc).__name__}: {exc})") from exc
+
+
+def _prepare_mnist(files: dict[str, Path], scratch: Path) -> Prepared:
+    split = {}
+    for name, prefix in (("train", "train"), ("test", "t10k")):
+        images, labels = files[f"{prefix}-images-idx3-ubyte.gz"], files[f"{prefix}-labels-idx1-ubyte.gz"]
+        x, y = _read_idx(images, scratch, read_image_file), _read_idx(labels, scratch, read_label_file)
+        _check_images(images, x, y, (28, 28))
+        split[name] = (x[:, None], y)  # add the channel axis: (N, 1, 28, 28)
+    info = {"preprocessing": "all MNIST training images (x_train) and test images (x_test)"}
+    return _images(*split["train"], *split["test"], info)
+
+
+def _read_cifar(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(x (N, 32, 32, 3) uint8 HWC, y int64) from the mirror's .npz or an original python batch."""
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as npz:
+                x, y = npz["x"], npz["y"]
+        else:
+            with open(path, "rb") as fh:  # an md5-verified batch of the official tarball
+                entry = pickle.load(fh, encoding="latin1")
+            x = np.asarray(entry["data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+            y = np.asarray(entry["labels"], np.int64)
+    except Exception as exc:  # any decoding failure means a bad file
+        raise DataError(f"{path.name}: cannot read CIFAR-10 arrays ({type(exc).__name__}: {exc})") from exc
+    _check_images(path, x, y, (32, 32, 3))
+    return x, y
+
+
+def _prepare_cifar(files: dict[str, Path], scratch: Path) -> Prepared:
+    npz = "data_batch_1.npz" in files
+    paths = {"train": files["data_batch_1.npz" if npz else "data_batch_1"],
+             "test": files["test_batch_first1000.npz" if npz else "test_batch"]}
+    split, digests = {}, {}
+    for name, path in paths.items():
+        x, y = _read_cifar(path)
+        if name == "test":
+            x, y = x[:N_CIFAR], y[:N_CIFAR]
+        digests[name] = content_sha256(x, y)
+        if digests[name] != CIFAR_CONTENT_SHA256[name]:
+            raise DataError(f"{path.name}: sha256 of the decoded (x, y) arrays mismatch: "
+                            f"expected {CIFAR_CONTENT_SHA256[name]}, got {digests[name]}")
+        split[name] = (np.ascontiguousarray(x[:N_CIFAR].transpose(0, 3, 1, 2)), y[:N_CIFAR])
+    info = {"preprocessing": f"CIFAR-10: first {N_CIFAR} examples of data_batch_1 (x_train) and of test_batch "
+            "(x_test) in the original file order; HWC RGB -> CHW",
+            "content_sha256": {"data_batch_1": digests["train"], f"test_batch[:{N_CIFAR}]": digests["test"]}}
+    return _images(*split["train"], *split["test"], info)
+
+
+def _check_ascii(path: Path, data: bytes) -> None:
+    high = np.flatnonzero(np.frombuffer(data, np.uint8) > 127)
+    if high.size:
+        pos = int(high[0])
+        line, column = data.count(b"\n", 0, pos) + 1, pos - data.rfind(b"\n", 0, pos)
+        char = data[pos:pos + 4].decode("utf-8", errors="replace")[0]
+        raise DataError(f"{path.name}: line {line}, column {column}: non-ASCII character {char!r} "
+                        f"(byte 0x{data[pos]:02x}); characters must be ASCII codes (vocabulary 128)")
+
+
+def _prepare_text(files: dict[str, Path], scratch: Path) -> Prepared:
+    path = files["input.txt"]
+    data = path.read_bytes()
+    _check_ascii(path, data)
+    lines = data.splitlines(keepends=True)
+    if len(lines) <= N_TEST_LINES:
+        raise DataError(f"{path.name}: {len(lines)} lines; need more than the {N_TEST_LINES} held out as test")
+    test = b"".join(lines[-N_TEST_LINES:])
+    train = data[: len(data) - len(test)]
+    info = {"preprocessing": f"characters as ASCII codes (uint8, vocabulary 128); the last {N_TEST_LINES} "
+            "lines are test_codes, everything before them train_codes",
+            "chars": len(data), "lines": len(lines), "distinct_chars": len(set(data)),
+            "train_chars": len(train), "test_chars": len(test)}
+    return Prepared({"train_codes": np.frombuffer(train, np.uint8).copy(),
+                     "test_codes": np.frombuffer(test, np.uint8).copy()}, info)
+
+
+_PREPARERS = {"mnist": _prepare_mnist, "cifar10": _prepare_cifar, "shakespeare": _prepare_text}
+
+
+class _Hasher:
+    """A write-only file object that hashes what numpy's .npy writer gives it (no copy in memory)."""
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+
+    def write(self, chunk: bytes) -> int:
+        self.digest.update(chunk)
+        return len(chunk)
+
+
+def npy_sha256(array: np.ndarray) -> str:
+    """sha256 of the bytes `write_npy` would write."""
+    hasher = _Hasher()
+    np.lib.format.write_array(hasher, array, allow_pickle=False)
+    return hasher.digest.hexdigest()
+
+
+def sync_dir(folder: Path, keep: set[str]) -> None:
+    """Remove files not in keep (leftovers of older layouts or killed writes): DVC tracks the whole folder."""
+    for path in folder.iterdir():
+        if path.name not in keep and path.is_file():
+            path.unlink()
+
+
+def write_prepared(prep_dir: Path, prepared: Prepared, manifest: dict[str, Any]) -> list[str]:
+    """Write the arrays and the manifest (last); rewrite only what differs. Returns the names written."""
+    outputs = {f"{stem}.npy": {"sha256": npy_sha256(a), "dtype": str(a.dtype), "shape": list(a.shape)}
+               for stem, a in prepared.arrays.items()}
+    text = json.dumps({**manifest, **prepared.info, "outputs": outputs}, indent=2, sort_keys=True) + "\n"
+    prep_dir.mkdir(parents=True, exist_ok=True)
+    stale = [name for name, entry in outputs.items()
+             if not (prep_dir / name).is_file() or sha256_file(prep_dir / name) != entry["sha256"]]
+    manifest_path = prep_dir / MANIFEST
+    written = []
+    if stale or not manifest_path.is_file() or manifest_path.read_text() != text:
+        # Without a manifest nothing here is trusted, so arrays never pair with a stale manifest.
+        manifest_path.unlink(missing_ok=True)
+        for name in stale:
+            with atomic_write(prep_dir / name) as tmp, open(tmp, "wb") as fh:
+                np.lib.format.write_array(fh, prepared.arrays[name.removesuffix(".npy")], allow_pickle=False)
+        with atomic_write(manifest_path) as tmp:
+            tmp.write_text(text)
+        written = [*stale, MANIFEST]
+    sync_dir(prep_dir, {*outputs, MANIFEST})
+    return written

@@ -1,0 +1,36 @@
+"""Shared fixtures: the repository root and the offline data mirror (../shared/data beside the repo)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    """The offline data mirror; tests that use it set SAMEDGE_DATA_MIRROR to this path themselves."""
+    path = (REPO_ROOT.parent / "shared" / "data").resolve()
+    if not (path / "SHA256SUMS").is_file():
+        pytest.skip(f"offline data mirror not found at {path} (expected shared/data beside the repository)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder with all three tasks fetched from the mirror and prepared (once per session)."""
+    from samedge.data import fetch
+    from samedge.data_fetch import MIRROR_ENV
+
+    folder = tmp_path_factory.mktemp("data")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(MIRROR_ENV, str(mirror))
+        for task in ("mnist", "cifar10", "shakespeare"):
+            fetch(task, folder)
+    return folder
