@@ -1,0 +1,54 @@
+"""Top-k Hessian eigenpairs along a training run, each measurement warm-started from the last."""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from samedge.eigensolver import EigResult, top_eigenpairs
+from samedge.hvp import HVPOperator
+from samedge.objective import Data, LossFn
+
+
+class EigenTracker:
+    """measure(model, loss_fn, data) -> EigResult of the full-batch Hessian's top-k eigenpairs.
+
+    The first measurement starts cold (seeded noise); each later one starts from the previous
+    measurement's Ritz basis. The state (settings, basis, counters) round-trips through
+    state_dict()/load_state_dict(), so a resumed run repeats the same HVP counts and results.
+    """
+
+    def __init__(self, k: int = 3, tol: float = 1e-3, max_iters: int = 100, seed: int = 0,
+                 guard: int = 2, method: str = "autograd") -> None:
+        for name, value, ok in (("k", k, k >= 1), ("tol", tol, tol > 0), ("max_iters", max_iters, max_iters >= 1),
+                                ("guard", guard, guard >= 0)):
+            if not ok:
+                raise ValueError(f"{name}: invalid value {value}")
+        self.k, self.tol, self.max_iters, self.seed, self.guard, self.method = k, tol, max_iters, seed, guard, method
+        self.basis = None
+        self.measurements = 0
+        self.total_hvps = 0
+
+    def measure(self, model: nn.Module, loss_fn: LossFn, data: Data) -> EigResult:
+        op = HVPOperator(model, loss_fn, data, method=self.method)
+        init = self.basis if self.basis is not None and self.basis.shape[0] == op.dim else None
+        # A new seed per measurement: noise columns differ between measurements but not between reruns.
+        result = top_eigenpairs(op, self.k, self.tol, self.max_iters, init=init,
+                                seed=self.seed + self.measurements, guard=self.guard)
+        self.basis = result.basis.detach().clone()
+        self.measurements += 1
+        self.total_hvps += result.hvps
+        return result
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"k": self.k, "tol": self.tol, "max_iters": self.max_iters, "seed": self.seed, "guard": self.guard,
+                "method": self.method, "measurements": self.measurements, "total_hvps": self.total_hvps,
+                "basis": None if self.basis is None else self.basis.detach().cpu().clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        missing = {"k", "tol", "max_iters", "seed", "guard", "method", "measurements", "total_hvps", "basis"} - set(state)
+        if missing:
+            raise ValueError(f"state: missing keys {sorted(missing)}")
+        self.__init__(state["k"], state["tol"], state["max_iters"], state["seed"], state["guard"], state["method"])
+        self.measurements, self.total_hvps = state["measurements"], state["total_hvps"]
+        self.basis = None if state["basis"] is None else state["basis"].clone()
