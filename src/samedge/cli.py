@@ -7,7 +7,8 @@ import sys
 
 from samedge.config import ConfigError
 
-# Modules exposing register(subparsers); imported lazily so `samedge fetch` does not load seaborn.
+# Modules exposing register(subparsers). Only the module of the command being run is imported,
+# so `samedge figure` does not pay for torch and `samedge train` does not pay for seaborn.
 COMMAND_MODULES = {
     "fetch": "samedge.data",
     "train": "samedge.train_cli",
@@ -16,16 +17,18 @@ COMMAND_MODULES = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="samedge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in dict.fromkeys(COMMAND_MODULES.values()):
+    wanted = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else COMMAND_MODULES.values()
+    for module in dict.fromkeys(wanted):
         importlib.import_module(module).register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
         return args.func(args)
     except ConfigError as exc:
