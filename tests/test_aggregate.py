@@ -1,0 +1,151 @@
+"""samedge aggregate: tidy tables and edge-agreement numbers from synthetic run directories."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from samedge import aggregate as agg
+from samedge.config import ConfigError, grid, load_params
+from tests.synthetic import DIVERGED, EMPTY, GRID, metrics_frame, write_grid, write_run
+
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+def run_cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="samedge")
+    agg.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["aggregate", *map(str, argv)])
+    return args.func(args)
+
+
+def hand_metrics(ratios: list[float]) -> pd.DataFrame:
+    """Measurements with lambda_1/sam_edge = ratios (sam_edge 4, gd_edge 10), rows shuffled."""
+    n = len(ratios)
+    frame = metrics_frame(0.2, 0.1, n=n).assign(
+        lambda_1=4.0 * np.array(ratios), sam_edge=4.0, gd_edge=10.0)
+    return frame.iloc[::-1]  # out of step order on purpose
+
+
+@pytest.fixture(scope="module")
+def aggregated(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("agg")
+    write_grid(root / "runs")
+    assert run_cli("--runs-dir", root / "runs", "--out-dir", root) == 0
+    return root
+
+
+def test_second_half_statistics_by_hand(tmp_path):
+    # Second half (last 3 of 6, by step): ratios 0.95, 1.05, 1.3.
+    metrics = hand_metrics([0.2, 0.5, 0.7, 0.95, 1.05, 1.3])
+    nan_row = metrics.iloc[[0]].assign(step=25, lambda_1=np.nan)  # no eigenvalue: not a measurement
+    write_run(tmp_path / "runs", "mnist", 0.2, 0.1, metrics=pd.concat([metrics, nan_row]))
+    agg.aggregate(tmp_path / "runs", tmp_path)
+    row = pd.read_csv(tmp_path / "edge_agreement.csv").iloc[0]
+    assert row["n_measurements"] == 6 and row["n_second_half"] == 3
+    assert row["sam_ratio_median"] == pytest.approx(1.05)
+    assert row["sam_ratio_q25"] == pytest.approx(1.0)     # 0.95 + (1.05 - 0.95) / 2
+    assert row["sam_ratio_q75"] == pytest.approx(1.175)   # 1.05 + (1.3 - 1.05) / 2
+    assert row["sam_ratio_within_10pct"] == pytest.approx(2 / 3)
+    # lambda_1 / gd_edge = 0.4 * ratio: 0.38, 0.42, 0.52; none within 10% of 2/eta.
+    assert row["gd_ratio_median"] == pytest.approx(0.42)
+    assert row["gd_ratio_q25"] == pytest.approx(0.40)
+    assert row["gd_ratio_q75"] == pytest.approx(0.47)
+    assert row["gd_ratio_within_10pct"] == 0.0
+    assert not row["diverged"]
+
+
+def test_odd_count_takes_the_last_ceil_half():
+    half = agg.second_half(hand_metrics([0.1, 0.2, 0.9, 1.0, 1.1]))
+    assert list(half["lambda_1"] / 4.0) == pytest.approx([0.9, 1.0, 1.1])
+    assert agg.ratio_stats(half["lambda_1"] / half["sam_edge"], "x") == pytest.approx(
+        {"x_median": 1.0, "x_q25": 0.95, "x_q75": 1.05, "x_within_10pct": 1.0})
+
+
+def test_within_10pct_boundary_and_infinite_ratios():
+    ratio = pd.Series([0.9, 1.1, 0.89, np.inf, np.nan])
+    stats = agg.ratio_stats(ratio, "r")
+    assert stats["r_within_10pct"] == pytest.approx(2 / 3)  # inf/nan dropped; 0.9 and 1.1 count
+
+
+def test_tables(aggregated):
+    metrics = pd.read_csv(aggregated / "metrics.csv")
+    runs = pd.read_csv(aggregated / "runs.csv")
+    n_runs = sum(len(lrs) * len(rhos) for lrs, rhos in GRID.values())
+    assert list(runs.columns) == list(agg.RUN_COLUMNS) and len(runs) == n_runs
+    assert list(metrics.columns[:3]) == ["task", "lr", "rho"]
+    assert set(agg.METRIC_COLUMNS) | {"test_loss"} <= set(metrics.columns)  # extras kept
+    assert len(metrics) == 16 * (n_runs - 1)  # the empty run adds no rows
+    assert list(dict.fromkeys(runs["task"])) == ["mnist", "cifar10", "shakespeare"]
+    diverged = runs[runs["status"] == "diverged"]
+    assert [tuple(r) for r in diverged[["task", "lr", "rho"]].itertuples(index=False)] == [DIVERGED]
+    assert diverged["reason"].item().startswith("loss")
+
+
+def test_edge_agreement_marks_diverged_and_empty_runs(aggregated):
+    table = pd.read_csv(aggregated / "edge_agreement.csv")
+    by_key = table.set_index(["task", "lr", "rho"])
+    assert bool(by_key.loc[DIVERGED, "diverged"]) and by_key.loc[DIVERGED, "status"] == "diverged"
+    assert by_key.loc[DIVERGED, "n_measurements"] == 15  # its last row has no eigenvalue
+    empty = by_key.loc[EMPTY]
+    assert empty["n_measurements"] == 0 and math.isnan(empty["sam_ratio_median"])
+    # Synthetic runs sit at their edge in the second half (3% noise): every ratio within 10%.
+    completed = table[(table["status"] == "completed") & (table["n_measurements"] > 0)]
+    assert completed["sam_ratio_median"].between(0.9, 1.1).all()
+    assert (completed["sam_ratio_within_10pct"] == 1.0).all()
+    gd_runs = completed[completed["rho"] == 0]
+    assert np.allclose(gd_runs["gd_ratio_median"], gd_runs["sam_ratio_median"])  # rho = 0: same edge
+
+
+def test_edge_agreement_json_for_dvc(aggregated):
+    summary = json.loads((aggregated / "edge_agreement.json").read_text())
+    assert "mnist/0.3/0.1" in summary and "cifar10/0.1/0" in summary
+    assert summary["cifar10/0.1/0"]["sam_ratio_median"] is None  # NaN -> null
+    assert summary["mnist/1/0.1"]["diverged"] is True
+    assert all(isinstance(v, (int, float, bool, type(None))) for run in summary.values() for v in run.values())
+
+
+def test_params_select_the_profile_grid(tmp_path):
+    keys = grid(load_params(PARAMS), "smoke")
+    for key in keys:
+        write_run(tmp_path / "runs", *key)
+    write_run(tmp_path / "runs", "mnist", 5.0, 0.0)  # stale: from another profile
+    run_cli("--runs-dir", tmp_path / "runs", "--out-dir", tmp_path, "--params", PARAMS, "--profile", "smoke")
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert len(runs) == len(keys) and 5.0 not in set(runs["lr"])
+
+
+def test_missing_run_is_named(tmp_path):
+    task, lr, rho = grid(load_params(PARAMS), "smoke")[0]
+    with pytest.raises(ConfigError, match=rf"{task}/lr{lr}_rho0/run.json"):
+        agg.aggregate(tmp_path / "runs", tmp_path, PARAMS, "smoke")
+
+
+def test_missing_metrics_column(tmp_path):
+    write_run(tmp_path / "runs", "mnist", 0.3, 0.1, metrics=metrics_frame(0.3, 0.1).drop(columns="sam_edge"))
+    with pytest.raises(ConfigError, match=r"metrics.csv: missing metrics columns \['sam_edge'\]"):
+        agg.aggregate(tmp_path / "runs", tmp_path)
+    assert not (tmp_path / "metrics.csv").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"status": "running"}, "status 'running' is not one of"),
+    ({"lr": 0.5}, "lr is 0.5 but the run directory says 0.3"),
+])
+def test_bad_run_json(tmp_path, change, message):
+    info_path = write_run(tmp_path / "runs", "mnist", 0.3, 0.1) / "run.json"
+    info_path.write_text(json.dumps(json.loads(info_path.read_text()) | change))
+    with pytest.raises(ConfigError, match=message):
+        agg.read_run(tmp_path / "runs", "mnist", 0.3, 0.1)
+
+
+def test_no_runs_and_profile_without_params(tmp_path):
+    with pytest.raises(ConfigError, match="no runs found"):
+        run_cli("--runs-dir", tmp_path, "--out-dir", tmp_path)
+    with pytest.raises(ConfigError, match="--profile needs --params"):
+        run_cli("--runs-dir", tmp_path, "--out-dir", tmp_path, "--profile", "smoke")

@@ -1,0 +1,162 @@
+"""samedge figure: every paper figure and the per-run sets render from a synthetic results dir."""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from samedge import figures
+from samedge.aggregate import aggregate
+from samedge.config import ConfigError
+from samedge.figure_specs import FIGURES, SAM_RHO, figure_files, run_figure_files
+from tests.synthetic import DIVERGED, EMPTY, GRID, write_grid
+
+REPORT = Path(__file__).resolve().parents[1] / "workflow" / "report"
+
+
+def run_cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="samedge")
+    figures.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["figure", *map(str, argv)])
+    return args.func(args)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("results")
+    write_grid(root / "runs")
+    aggregate(root / "runs", root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def loaded(results) -> figures.Results:
+    return figures.Results.load(results)
+
+
+def is_pdf_and_png(pdf: Path, png: Path) -> bool:
+    return pdf.read_bytes()[:5] == b"%PDF-" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_figure_table():
+    assert sorted(FIGURES) == list(range(1, 17))
+    assert len({spec.slug for spec in FIGURES.values()}) == 16
+    assert [FIGURES[n].task for n in (2, 7, 12)] == ["mnist", "cifar10", "shakespeare"]
+    assert FIGURES[14].kind == "opnorm_sam_zoom" and FIGURES[1].task is None
+    assert figure_files(3, "out") == (Path("out/fig03_mnist_sam_eigenvalues.pdf"),
+                                      Path("out/fig03_mnist_sam_eigenvalues.png"))
+    assert run_figure_files("mnist", 0.3, 0.1, "out")[0] == Path("out/runs/mnist_lr0.3_rho0.1.pdf")
+    for n in (3, 4, 6, 8, 13, 14, 16):
+        assert f"ρ = {SAM_RHO[FIGURES[n].task]}" in FIGURES[n].title
+
+
+def test_every_figure_has_a_caption():
+    for number, spec in FIGURES.items():
+        text = (REPORT / f"fig{number:02d}.rst").read_text()
+        assert f"Figure {number} of the paper" in text
+        if spec.task is not None:
+            assert "diverged" in text
+    assert "second half" in (REPORT / "edge_agreement.rst").read_text()
+
+
+def test_figure_1_curve():
+    fig = figures.paper_figure(1, None)
+    alpha, ratio = fig.axes[0].lines[0].get_xydata().T
+    at_one = np.flatnonzero(np.isclose(alpha, 1.0))
+    assert at_one.size == 1 and ratio[at_one[0]] == pytest.approx((math.sqrt(5) - 1) / 2)
+    assert ratio[-1] == pytest.approx(1.0, abs=2e-3)                           # alpha = 1000
+    assert ratio[0] == pytest.approx(math.sqrt(alpha[0]), rel=0.05)            # ~ sqrt(alpha)
+    assert np.all(np.diff(ratio) > 0)
+    assert fig.axes[0].get_xscale() == "log"
+
+
+@pytest.mark.parametrize("number", sorted(FIGURES))
+def test_every_figure_renders(results, tmp_path, number):
+    assert run_cli(number, "--results", results, "--out", tmp_path) == 0
+    assert is_pdf_and_png(*figure_files(number, tmp_path))
+
+
+def test_diverged_run_is_left_out_and_named(results, loaded, tmp_path, capsys):
+    fig = figures.paper_figure(3, loaded)
+    assert "Left out, diverged: η = 1, ρ = 0.1" in figures.footnote(fig)
+    panel = next(ax for ax in fig.axes if ax.get_title() == "η = 1")
+    assert not panel.lines and "diverged" in panel.texts[0].get_text()
+    # The GD figure uses rho = 0 only, where nothing diverged: no note.
+    assert figures.footnote(figures.paper_figure(2, loaded)) == ""
+    run_cli(5, "--results", results, "--out", tmp_path)
+    assert "Left out, diverged: η = 1, ρ = 0.1" in capsys.readouterr().out
+
+
+def test_rho_not_in_grid_is_said_not_failed(loaded):
+    assert 0.3 not in GRID["shakespeare"][1]
+    for number in (13, 14, 16):
+        fig = figures.paper_figure(number, loaded)
+        assert "ρ = 0.3 is not in this profile's shakespeare grid" in figures.footnote(fig)
+        assert not any(ax.lines for ax in fig.axes)
+
+
+def test_loss_figure_keeps_gd_when_sam_diverged(loaded):
+    fig = figures.paper_figure(5, loaded)
+    panel = next(ax for ax in fig.axes if ax.get_title() == "η = 1")
+    assert len(panel.lines) == 1 and panel.get_yscale() == "log"
+
+
+def test_x_axis_option(loaded):
+    frame = loaded.metrics.query("task == 'mnist' and lr == 0.3 and rho == 0")
+    for x, column in (("seconds", "train_seconds"), ("step", "step")):
+        ax = figures.paper_figure(2, loaded, x=x).axes[0]
+        np.testing.assert_allclose(ax.lines[0].get_xdata(), frame[column])
+        assert ax.get_xlabel() == figures.X_AXES[x][1]
+
+
+def test_output_is_byte_stable(loaded, tmp_path):
+    pair_a, pair_b = figure_files(4, tmp_path / "a"), figure_files(4, tmp_path / "b")
+    for pair in (pair_a, pair_b):
+        figures.save(figures.paper_figure(4, loaded), *pair)
+    assert [p.read_bytes() for p in pair_a] == [p.read_bytes() for p in pair_b]
+
+
+def test_run_sets_for_runs_that_did_not_diverge(tmp_path):
+    write_grid(tmp_path / "runs", tasks=("mnist",))  # a small grid: per-run sets take a second each
+    aggregate(tmp_path / "runs", tmp_path)
+    assert run_cli("runs", "--results", tmp_path, "--out", tmp_path) == 0
+    written = sorted(p.name for p in (tmp_path / "runs").glob("*.pdf"))
+    assert written == sorted(run_figure_files(*key, tmp_path)[0].name for key in
+                             [("mnist", lr, rho) for lr in GRID["mnist"][0] for rho in GRID["mnist"][1]]
+                             if key != DIVERGED)
+    with pytest.raises(ConfigError, match="diverged at step"):
+        run_cli("run", "--task", "mnist", "--lr", "1", "--rho", "0.1", "--results", tmp_path, "--out", tmp_path)
+
+
+def test_run_set_of_a_run_without_measurements(results, tmp_path):
+    task, lr, rho = EMPTY
+    assert run_cli("run", "--task", task, "--lr", lr, "--rho", rho, "--results", results, "--out", tmp_path) == 0
+    assert is_pdf_and_png(*run_figure_files(*EMPTY, tmp_path))
+    fig = figures.run_figure(figures.Results.load(results), *EMPTY)
+    assert all(not ax.lines and "no measurements" in ax.texts[0].get_text() for ax in fig.axes[:4])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["17"], "unknown figure '17'"),
+    (["fig3"], "unknown figure 'fig3'"),
+    (["run", "--task", "mnist"], "needs --task, --lr and --rho"),
+    (["run", "--task", "mnist", "--lr", "9", "--rho", "0"], "no run with ρ = 0 in this grid"),
+])
+def test_bad_arguments(results, tmp_path, argv, message):
+    with pytest.raises(ConfigError, match=message):
+        run_cli(*argv, "--results", results, "--out", tmp_path)
+
+
+def test_missing_or_malformed_tables(results, tmp_path):
+    with pytest.raises(ConfigError, match="metrics.csv: not found; run `samedge aggregate` first"):
+        run_cli(2, "--results", tmp_path, "--out", tmp_path)
+    pd.read_csv(results / "metrics.csv").drop(columns="lambda_2").to_csv(tmp_path / "metrics.csv", index=False)
+    (tmp_path / "runs.csv").write_bytes((results / "runs.csv").read_bytes())
+    with pytest.raises(ConfigError, match=r"missing columns \['lambda_2'\]"):
+        run_cli(2, "--results", tmp_path, "--out", tmp_path)
+    with pytest.raises(ConfigError, match="unknown figure number 99"):
+        figures.paper_figure(99, None)
