@@ -1,0 +1,116 @@
+"""Shared by test_pipeline, test_dvc and test_containers: temporary copies of the repository (the
+files git would commit) in which Snakemake and DVC run, so the real data/ and results/ stay untouched."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # this interpreter's snakemake, dvc and samedge
+SNAKEMAKE = str(BIN / "snakemake")
+DVC = str(BIN / "dvc")
+SMOKE = ["--config", "profile=smoke"]
+GIT_IDENTITY = ["-c", "user.name=samedge tests", "-c", "user.email=tests@samedge.invalid",
+                "-c", "commit.gpgsign=false"]
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int = 300,
+        check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout\n"
+                             f"{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *GIT_IDENTITY, *args], cwd=repo, check=True,
+                          capture_output=True, text=True).stdout
+
+
+def commit_all(repo: Path, message: str) -> None:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--allow-empty", "-m", message)
+
+
+def copy_repo(dest: Path) -> Path:
+    """The files git would commit (tracked, and untracked but not ignored), copied into `dest`,
+    which becomes a git repository with one commit (DVC needs git; the clone test a commit)."""
+    listing = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                             cwd=REPO, check=True, capture_output=True).stdout.decode()
+    for rel in filter(None, listing.split("\0")):
+        src, target = REPO / rel, dest / rel
+        if not os.path.lexists(src):  # deleted in the working tree, still in the index
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            target.symlink_to(os.readlink(src))
+        else:
+            shutil.copy2(src, target)
+    git(dest, "init", "-q")
+    commit_all(dest, "copy of the working tree")
+    return dest
+
+
+def tool_env(tmp_path_factory: pytest.TempPathFactory, mirror: Path | None = None,
+             extra_path: list[Path] = ()) -> dict[str, str]:
+    """This interpreter's tools first on PATH, the offline mirror, and a `scontrol` that fails at
+    once: the SLURM executor plugin runs `scontrol show config` whenever Snakemake starts, which
+    waits ~9 s where a SLURM client is installed but no controller runs (these tests use none)."""
+    stub_dir = tmp_path_factory.getbasetemp() / "no-slurm-controller"
+    stub = stub_dir / "scontrol"
+    if not stub.exists():
+        stub_dir.mkdir(exist_ok=True)
+        stub.write_text("#!/bin/sh\nexit 1\n")
+        stub.chmod(0o755)
+    env = dict(os.environ)
+    env.pop("SAMEDGE_DATA_MIRROR", None)
+    if mirror is not None:
+        env["SAMEDGE_DATA_MIRROR"] = str(mirror)
+    env["PATH"] = os.pathsep.join([*map(str, extra_path), str(stub_dir), str(BIN), env["PATH"]])
+    return env
+
+
+_BUILT: dict[str, Path] = {}
+
+
+def smoke_workspace(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> Path:
+    """A repository copy on which the README's two commands ran on the smoke profile: the pipeline
+    (`snakemake --cores 2`, fetching from the mirror) and the report. Built once per session;
+    tests that change it work on their own copy (`clone_workspace`)."""
+    if "smoke" not in _BUILT:
+        ws = copy_repo(tmp_path_factory.mktemp("smoke") / "repo")
+        env = tool_env(tmp_path_factory, mirror)
+        run([SNAKEMAKE, "--cores", "2", *SMOKE], ws, env, timeout=900)
+        run([SNAKEMAKE, *SMOKE, "--report", "results/report.html"], ws, env)
+        _BUILT["smoke"] = ws
+    return _BUILT["smoke"]
+
+
+def clone_workspace(ws: Path, dest: Path) -> Path:
+    """A byte- and mtime-preserving copy (Snakemake's view of what is up to date survives)."""
+    shutil.copytree(ws, dest, symlinks=True)
+    return dest
+
+
+def dry_run_jobs(ws: Path, env: dict[str, str], *args: str) -> list[dict[str, str]]:
+    """The jobs of `snakemake --dry-run ARGS` as dicts: rule, and the printed fields (output, log,
+    benchmark, wildcards, resources, shell)."""
+    out = run([SNAKEMAKE, "--dry-run", "--printshellcmds", *args], ws, env).stdout
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?(?:rule|checkpoint) \w+:\n)", out):
+        head = re.match(r"(?:local)?(?:rule|checkpoint) (\w+):\n", block)
+        if not head:
+            continue
+        job = {"rule": head.group(1)}
+        job.update(re.findall(r"^    (\w+): (.*)$", block, flags=re.MULTILINE))
+        shell = re.search(r"^Shell command: (.*)$", block, flags=re.MULTILINE)
+        job["shell"] = shell.group(1) if shell else ""
+        jobs.append(job)
+    return jobs

@@ -1,0 +1,131 @@
+"""The Snakemake pipeline: lint, schema validation at DAG build, the grid taken from params.yaml,
+the GPU switch, and the smoke profile end to end (mirror -> data -> runs -> tables -> figures ->
+report), after which a second invocation does nothing."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from samedge.config import fmt_value, grid, load_params, run_name
+from samedge.figure_specs import FIGURES, figure_files, run_figure_files
+from tests.pipeline_workspace import (SMOKE, SNAKEMAKE, copy_repo, dry_run_jobs, run,
+                                      smoke_workspace, tool_env)
+
+TABLES = ["results/metrics.csv", "results/runs.csv", "results/edge_agreement.csv",
+          "results/edge_agreement.json"]
+
+
+@pytest.fixture(scope="module")
+def fresh_copy(tmp_path_factory) -> Path:
+    """A copy of the repository nothing has run in (tests here only read it or dry-run)."""
+    return copy_repo(tmp_path_factory.mktemp("fresh") / "repo")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict[str, str]:
+    return tool_env(tmp_path_factory)
+
+
+def test_lint_reports_nothing(fresh_copy, env):
+    out = run([SNAKEMAKE, "--lint"], fresh_copy, env)
+    assert "Congratulations, your workflow is in a good condition!" in out.stdout + out.stderr
+    assert "Lints for" not in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])
+def test_one_training_job_per_grid_point(fresh_copy, env, profile):
+    jobs = dry_run_jobs(fresh_copy, env, "--config", f"profile={profile}")
+    trained = sorted(job["wildcards"] for job in jobs if job["rule"] == "train")
+    expected = sorted(f"task={task}, lr={fmt_value(lr)}, rho={fmt_value(rho)}"
+                      for task, lr, rho in grid(load_params(fresh_copy / "params.yaml"), profile))
+    assert trained == expected
+    train = next(job for job in jobs if job["rule"] == "train")
+    assert f"--profile {profile}" in train["shell"] and "--device cpu" in train["shell"]
+    assert train["benchmark"].startswith("results/benchmarks/") and train["log"].startswith("logs/")
+    assert {job["rule"] for job in jobs} >= {"fetch", "aggregate", "run_figures", "all",
+                                              *(f"figure_{n:02d}" for n in FIGURES)}
+
+
+def test_cuda_switch_claims_a_gpu_per_training_job(fresh_copy, env):
+    jobs = dry_run_jobs(fresh_copy, env, *SMOKE, "device=cuda")
+    for job in jobs:
+        gpus = "gpu=1" if job["rule"] == "train" else "gpu=0"
+        assert job["rule"] != "train" or ("--device cuda" in job["shell"] and gpus in job["resources"])
+
+
+def _set(params: dict, dotted: str, value) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        params = params[key]
+    params[leaf] = value
+
+
+@pytest.mark.parametrize("edit, extra, expected", [
+    ("profiles.quick.mnist.grid.lr", [-0.3], "['quick']['mnist']['grid']['lr'][0]"),
+    ("profiles.smoke.cifar10.train.max_steps", "many", "['smoke']['cifar10']['train']['max_steps']"),
+    ("profiles.quick.shakespeare.tracker", {"k": 3}, "['quick']['shakespeare']['tracker']"),
+    (None, ["--config", "profile=nonesuch"], "unknown profile 'nonesuch'"),
+    (None, ["--config", "device=tpu"], "--config device='tpu'"),
+])
+def test_malformed_params_stop_before_any_job(tmp_path, env, fresh_copy, edit, extra, expected):
+    repo = copy_repo(tmp_path / "repo")
+    if edit:
+        params = yaml.safe_load((repo / "params.yaml").read_text())
+        _set(params, edit, extra)
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        extra = []
+    out = run([SNAKEMAKE, "--cores", "1", *extra], repo, env, check=False)
+    assert out.returncode != 0
+    assert expected in out.stderr + out.stdout
+    assert not (repo / "logs").exists() and not (repo / "data").exists()
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory, mirror) -> Path:
+    return smoke_workspace(tmp_path_factory, mirror)
+
+
+@pytest.mark.slow
+def test_smoke_pipeline_writes_every_output(smoke):
+    for path in TABLES:
+        assert (smoke / path).stat().st_size > 0, path
+    for number in FIGURES:
+        for path in figure_files(number, smoke / "results/figures"):
+            assert path.stat().st_size > 0, path
+    with open(smoke / "results/runs.csv", newline="") as table:
+        runs = list(csv.DictReader(table))
+    assert len(runs) == len(grid(load_params(smoke / "params.yaml"), "smoke"))
+    for row in runs:
+        key = (row["task"], float(row["lr"]), float(row["rho"]))
+        sets = run_figure_files(*key, out_dir=smoke / "results/figures")
+        assert all(path.is_file() for path in sets) == (row["status"] != "diverged"), key
+        stem = f"{row['task']}/{run_name(*key[1:])}"
+        assert (smoke / "logs/train" / f"{stem}.log").is_file()
+        assert (smoke / "results/benchmarks" / f"{stem}.tsv").is_file()
+
+
+@pytest.mark.slow
+def test_smoke_data_came_from_the_mirror(smoke):
+    for task in ("mnist", "cifar10", "shakespeare"):
+        manifest = json.loads((smoke / "data/prepared" / task / "manifest.json").read_text())
+        assert "SAMEDGE_DATA_MIRROR" in json.dumps(manifest["source"]), task
+
+
+@pytest.mark.slow
+def test_report_holds_figures_captions_and_the_edge_table(smoke):
+    html = (smoke / "results/report.html").read_text()
+    for number in FIGURES:
+        assert figure_files(number)[1].name in html
+    assert "edge_agreement.csv" in html and "runs.csv" in html
+    assert "Supplementary figure set" in html  # a per-run caption, rendered with its wildcards
+
+
+@pytest.mark.slow
+def test_second_invocation_does_nothing(smoke, tmp_path_factory, mirror):
+    env = tool_env(tmp_path_factory, mirror)
+    out = run([SNAKEMAKE, "--cores", "2", *SMOKE], smoke, env)
+    assert "Nothing to be done" in out.stdout + out.stderr

@@ -1,0 +1,30 @@
+# Stage 3: the tidy tables and the edge-agreement numbers (a DVC metric) of every run of the profile.
+
+
+rule aggregate:
+    input:
+        [path for task in TASKS for path in task_run_outputs(task)],
+    output:
+        metrics="results/metrics.csv",
+        runs=report(
+            "results/runs.csv",
+            caption="../report/runs.rst",
+            category="Tables",
+            labels={"table": "runs"},
+        ),
+        agreement=report(
+            "results/edge_agreement.csv",
+            caption="../report/edge_agreement.rst",
+            category="Tables",
+            labels={"table": "edge agreement"},
+        ),
+        summary="results/edge_agreement.json",
+    params:
+        profile=PROFILE,
+    log:
+        "logs/aggregate.log",
+    threads: 1
+    container: CONTAINER
+    shell:
+        "samedge aggregate --runs-dir results/runs --out-dir results --params params.yaml"
+        " --profile {params.profile} > {log} 2>&1"

@@ -1,0 +1,40 @@
+# Stage 2: one training job per (task, lr, rho) of the active profile. A killed job resumes from
+# checkpoints/runs/... (not declared outputs); metrics.csv and run.json are written last, atomically.
+
+
+rule train:
+    input:
+        data="data/prepared/{task}",
+    output:
+        metrics="results/runs/{task}/lr{lr}_rho{rho}/metrics.csv",
+        run="results/runs/{task}/lr{lr}_rho{rho}/run.json",
+    params:
+        out_dir=subpath(output.metrics, parent=True),
+        checkpoint_dir="checkpoints/runs/{task}/lr{lr}_rho{rho}",
+        profile=PROFILE,
+        device=DEVICE,
+        settings=run_settings,
+    log:
+        "logs/train/{task}/lr{lr}_rho{rho}.log",
+    benchmark:
+        "results/benchmarks/{task}/lr{lr}_rho{rho}.tsv"
+    threads: 1
+    resources:
+        gpu=GPUS_PER_TRAIN_JOB,
+    container: CONTAINER
+    shell:
+        "samedge train --task {wildcards.task} --lr {wildcards.lr} --rho {wildcards.rho}"
+        " --profile {params.profile} --params params.yaml --data-dir data"
+        " --device {params.device} --threads {threads}"
+        " --out {params.out_dir} --checkpoint-dir {params.checkpoint_dir} > {log} 2>&1"
+
+
+# One target rule per task (runs_mnist, ...): what the DVC stage train@<task> asks for.
+for _task in TASKS:
+
+    rule:
+        name:
+            f"runs_{_task}"
+        localrule: True
+        input:
+            task_run_outputs(_task),
