@@ -19,7 +19,7 @@ class EigenTracker:
     """
 
     def __init__(self, k: int = 3, tol: float = 1e-3, max_iters: int = 100, seed: int = 0,
-                 guard: int = 2, method: str = "autograd") -> None:
+                 guard: int = 7, method: str = "autograd") -> None:
         for name, value, ok in (("k", k, k >= 1), ("tol", tol, tol > 0), ("max_iters", max_iters, max_iters >= 1),
                                 ("guard", guard, guard >= 0)):
             if not ok:
