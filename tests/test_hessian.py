@@ -1,6 +1,7 @@
 """HVP operator, top-k eigen solver and tracker against dense float64 Hessians and known spectra."""
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -13,6 +14,15 @@ from torch.func import functional_call
 from samedge.hessian import EigenTracker, HVPOperator, MatrixOperator, top_eigenpairs
 from samedge.models import CNN, MLP, Transformer, lm_loss, mse_loss
 from samedge.objective import chunk_data
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny problems: OpenMP hand-offs cost more than they save, badly so on shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def mse(outputs: Tensor, targets: Tensor) -> Tensor:
@@ -84,7 +94,9 @@ def case(request):
 @pytest.mark.parametrize("chunk_sizes", [None, [5, 3, 2]], ids=["one_batch", "unequal_chunks"])
 def test_hvp_matches_dense_hessian(case, chunk_sizes):
     model, loss_fn, inputs, targets, hessian = case
-    data = (inputs, targets) if chunk_sizes is None else list(zip(inputs.split(chunk_sizes), targets.split(chunk_sizes)))
+    data = (inputs, targets)
+    if chunk_sizes is not None:
+        data = list(zip(inputs.split(chunk_sizes), targets.split(chunk_sizes)))
     before = snapshot(model)
     op = HVPOperator(model, loss_fn, data)
     assert op.dim == hessian.shape[0] and op.dtype == torch.float64
@@ -144,7 +156,8 @@ def test_frozen_parameters_are_left_out():
     model[0].weight.requires_grad_(False)
     op = HVPOperator(model, loss_fn, (inputs, targets))
     assert op.dim == sum(p.numel() for p in model.parameters()) - model[0].weight.numel()
-    assert rel_err(op.matmat(torch.eye(op.dim, dtype=torch.float64)), dense_hessian(model, loss_fn, inputs, targets)) < 1e-8
+    hessian = dense_hessian(model, loss_fn, inputs, targets)
+    assert rel_err(op.matmat(torch.eye(op.dim, dtype=torch.float64)), hessian) < 1e-8
 
 
 def test_linear_operator_is_float64_and_agrees_with_eigsh():
@@ -222,19 +235,20 @@ def test_solver_float32_known_spectrum():
     assert_top3(result, eigenvalues, q, rtol=1e-3)
 
 
-@pytest.mark.parametrize("dtype, tol, rtol", [(torch.float64, 1e-8, 1e-6), (torch.float32, 1e-3, 1e-3)])
-def test_solver_on_dense_network_hessian(dtype, tol, rtol):
-    model, loss_fn, inputs, targets = paper_mlp()
-    hessian = dense_hessian(model, loss_fn, inputs, targets)
+# tol is relative to |lambda_1|: the CNN's lambda_1 / lambda_3 ~ 100 needs tol 1e-4 for 1e-3 on lambda_3.
+@pytest.mark.parametrize("dtype, tol, rtol", [(torch.float64, 1e-8, 1e-6), (torch.float32, 1e-4, 1e-3)])
+def test_solver_on_dense_network_hessian(case, dtype, tol, rtol):
+    model, loss_fn, inputs, targets, hessian = case
     eigenvalues, q = torch.linalg.eigh(hessian)
-    model.to(dtype)
-    inputs = inputs.to(dtype)
+    model = copy.deepcopy(model).to(dtype)
+    inputs = inputs.to(dtype) if inputs.is_floating_point() else inputs
+    targets = targets.to(dtype) if targets.is_floating_point() else targets
     result = top_eigenpairs(HVPOperator(model, loss_fn, (inputs, targets)), k=3, tol=tol)
     assert result.converged
     np.testing.assert_allclose(result.values.numpy(), eigenvalues.flip(0)[:3].numpy(), rtol=rtol)
-    gaps = eigenvalues.flip(0)[:4].diff().abs()
-    for i in range(3):  # eigenvectors only where both neighbouring gaps are resolvable
-        if min(gaps[max(i - 1, 0)], gaps[i]) > 1e-2 * eigenvalues.abs().max():
+    top4 = eigenvalues.flip(0)[:4]
+    for i in range(3):  # eigenvectors where the gaps to both neighbours are resolvable
+        if min(abs(top4[i] - top4[i + 1]), abs(top4[i] - top4[max(i - 1, 0)]) or math.inf) > 1e-2 * top4[0]:
             assert abs(float(q[:, -1 - i].to(dtype) @ result.vectors[:, i])) >= 0.999
 
 
@@ -287,7 +301,8 @@ def test_solver_is_deterministic_for_a_seed():
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"k": 0}, "k"), ({"k": 61}, "k"), ({"tol": 0.0}, "tol"), ({"tol": -1e-3}, "tol"), ({"max_iters": 0}, "max_iters"),
-    ({"init": torch.zeros(59, 3, dtype=torch.float64)}, "init"), ({"init": torch.zeros(60, dtype=torch.float64)}, "init"),
+    ({"init": torch.zeros(59, 3, dtype=torch.float64)}, "init"),
+    ({"init": torch.zeros(60, dtype=torch.float64)}, "init"),
     ({"init": torch.zeros(60, 11, dtype=torch.float64)}, "init"), ({"max_basis": 12}, "max_basis"),
     ({"init": torch.full((60, 3), math.nan, dtype=torch.float64)}, "init"), ({"guard": -1}, "guard"),
 ])
@@ -335,5 +350,7 @@ def test_tracker_bad_input():
         EigenTracker(k=0)
     with pytest.raises(ValueError, match="tol"):
         EigenTracker(tol=0)
+    with pytest.raises(ValueError, match="method"):
+        EigenTracker(method="lanczos")
     with pytest.raises(ValueError, match="state"):
         EigenTracker().load_state_dict({"k": 3})

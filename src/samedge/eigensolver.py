@@ -76,15 +76,19 @@ class _Basis:
         # A column whose norm falls below this fraction on projection is numerically dependent.
         self.drop = (100 * torch.finfo(op.dtype).eps) ** 0.5
 
-    def extend(self, block: Tensor) -> int:
-        """Orthonormalise `block` against V (Gram-Schmidt twice), apply A to the kept columns."""
-        start = self.m
-        for w in block.to(self.op.device, self.op.dtype).T:
-            norm0 = w.norm()
-            if self.m == self.V.shape[1] or norm0 == 0:
-                continue
-            for _ in range(2):
-                w = w - self.V[:, :self.m] @ (self.V[:, :self.m].T @ w)
+    def extend(self, block: Tensor, limit: int | None = None) -> int:
+        """Orthonormalise `block` against V (Gram-Schmidt twice), keep at most `limit` columns
+        (default: as many as fit), apply A to the kept columns in one pass."""
+        start, limit = self.m, min(self.V.shape[1], self.m + (limit or self.V.shape[1]))
+        W = block.to(self.op.device, self.op.dtype)
+        norms = W.norm(dim=0)
+        for _ in range(2):  # block products: the matrix-vector ones stall on shared cores
+            W = W - self.V[:, :start] @ (self.V[:, :start].T @ W)
+        for w, norm0 in zip(W.T, norms):
+            if self.m == limit:
+                break
+            for _ in range(2):  # against the columns accepted from this block
+                w = w - self.V[:, start:self.m] @ (self.V[:, start:self.m].T @ w)
             if w.norm() > self.drop * norm0:
                 self.V[:, self.m] = w / w.norm()
                 self.m += 1
@@ -127,10 +131,12 @@ def top_eigenpairs(op: Operator, k: int = 3, tol: float = 1e-3, max_iters: int =
     if size < 2 * block and size < op.dim:
         raise ValueError(f"max_basis: expected at least 2 (k + guard) = {2 * block}, got {max_basis}")
     basis = _Basis(op, size)
-    if init is not None:
-        basis.extend(init)
-    noise = torch.randn(op.dim, block, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
-    basis.extend(noise[:, :max(block - basis.m, 0)])
+    generator = torch.Generator().manual_seed(seed)
+    start = torch.empty(op.dim, 0, dtype=op.dtype) if init is None else init
+    while basis.m < block:  # more than once only if columns of `init` were dependent
+        noise = torch.randn(op.dim, block - basis.m, dtype=torch.float64, generator=generator)
+        basis.extend(torch.cat([start.to(op.device, op.dtype), noise.to(op.device, op.dtype)], dim=1), limit=block)
+        start = start[:, :0]
     while True:
         theta, X, AX = basis.ritz(block)
         R = AX[:, :k] - X[:, :k] * theta[:k].to(X.device, X.dtype)

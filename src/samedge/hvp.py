@@ -28,7 +28,8 @@ class HVPOperator:
     A model whose operations lack forward-mode or vmap rules falls back to double backprop.
     method "fd": central differences of gradients with step `fd_eps` along the unit vector,
     the authors' method, for comparison only. Every call leaves the parameters as they were;
-    "fd" restores them bit-exactly.
+    "fd" restores them bit-exactly. Chunks move to the model's device one at a time. Forward
+    passes run in the model's current mode: put models with batch statistics in eval() first.
     """
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, data: Data, method: str = "autograd",
@@ -91,6 +92,8 @@ class HVPOperator:
         if pieces[0].shape[0] > 1 and self._vmap_ok:
             try:
                 return self._forward_over_reverse(inputs, targets, pieces)
+            except torch.OutOfMemoryError:
+                raise
             except (RuntimeError, NotImplementedError) as err:  # e.g. an op without a forward-mode rule
                 warnings.warn(f"HVPOperator: forward-over-reverse failed ({err}); using double backprop")
                 self._vmap_ok = False
@@ -131,7 +134,8 @@ class HVPOperator:
                 with torch.no_grad():
                     for p, s, d in zip(self.params, saved, step):
                         p.copy_(s + sign * d[0])
-                grads.append(torch.cat([g.reshape(-1) for g in loss_and_grad(self.model, self.loss_fn, self.chunks)[1]]))
+                chunks = ((x.to(self.device), y.to(self.device)) for x, y in self.chunks)
+                grads.append(torch.cat([g.reshape(-1) for g in loss_and_grad(self.model, self.loss_fn, chunks)[1]]))
         finally:
             with torch.no_grad():
                 for p, s in zip(self.params, saved):

@@ -6,7 +6,7 @@ from typing import Any
 from torch import nn
 
 from samedge.eigensolver import EigResult, top_eigenpairs
-from samedge.hvp import HVPOperator
+from samedge.hvp import METHODS, HVPOperator
 from samedge.objective import Data, LossFn
 
 
@@ -14,14 +14,15 @@ class EigenTracker:
     """measure(model, loss_fn, data) -> EigResult of the full-batch Hessian's top-k eigenpairs.
 
     The first measurement starts cold (seeded noise); each later one starts from the previous
-    measurement's Ritz basis. The state (settings, basis, counters) round-trips through
-    state_dict()/load_state_dict(), so a resumed run repeats the same HVP counts and results.
+    measurement's Ritz basis (cold again if the parameter count changed). The state (settings,
+    basis, counters) round-trips through state_dict()/load_state_dict(), so a resumed run
+    repeats the same HVP counts and results.
     """
 
     def __init__(self, k: int = 3, tol: float = 1e-3, max_iters: int = 100, seed: int = 0,
                  guard: int = 7, method: str = "autograd") -> None:
         for name, value, ok in (("k", k, k >= 1), ("tol", tol, tol > 0), ("max_iters", max_iters, max_iters >= 1),
-                                ("guard", guard, guard >= 0)):
+                                ("guard", guard, guard >= 0), ("method", method, method in METHODS)):
             if not ok:
                 raise ValueError(f"{name}: invalid value {value}")
         self.k, self.tol, self.max_iters, self.seed, self.guard, self.method = k, tol, max_iters, seed, guard, method
@@ -46,7 +47,7 @@ class EigenTracker:
                 "basis": None if self.basis is None else self.basis.detach().cpu().clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        missing = {"k", "tol", "max_iters", "seed", "guard", "method", "measurements", "total_hvps", "basis"} - set(state)
+        missing = set(self.state_dict()) - set(state)
         if missing:
             raise ValueError(f"state: missing keys {sorted(missing)}")
         self.__init__(state["k"], state["tol"], state["max_iters"], state["seed"], state["guard"], state["method"])
