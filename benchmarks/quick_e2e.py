@@ -1,0 +1,77 @@
+"""Section 4: the quick profile end to end, read from an existing pipeline run (nothing is rerun).
+
+Sources: results/runs/<task>/<run>/run.json (wall_seconds: the run's whole loop; train_seconds:
+the SAM/GD steps alone, measurements excluded), results/runs.csv when aggregate has written it,
+and Snakemake's per-job benchmark files results/benchmarks/<task>/<run>.tsv (the job's wall and CPU
+seconds, start-up included, its peak RSS and mean CPU load).
+The tracker's share of a run is bounded above by 1 - train/wall (wall also holds checkpoints).
+The span is from the earliest run's start (run.json's mtime less its wall time) to the last run.json.
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pandas as pd
+
+from common import Section, fmt, md_table
+
+
+def load_runs(results: Path, profile: str) -> list[dict]:
+    runs = []
+    for path in sorted(results.glob("runs/*/*/run.json")):
+        record = json.loads(path.read_text())
+        if record.get("profile") == profile:
+            record["finished_at"] = path.stat().st_mtime
+            job = results / "benchmarks" / path.parent.parent.name / f"{path.parent.name}.tsv"
+            record["job"] = pd.read_csv(job, sep="\t").iloc[-1].to_dict() if job.is_file() else None
+            runs.append(record)
+    return runs
+
+
+def _job_sum(runs: list[dict], key: str) -> float:
+    return sum(r["job"][key] for r in runs) if all(r["job"] for r in runs) else float("nan")
+
+
+def section(results: Path, profile: str = "quick") -> Section:
+    sec = Section(f"4. The {profile} profile end to end")
+    runs = load_runs(results, profile)
+    runs_csv = results / "runs.csv"
+    if not runs:
+        sec.lines.append(f"No {profile} run found: no run.json with profile '{profile}' under {results}/runs. "
+                         "Run `make pipeline` (or `snakemake --cores all`) first; nothing here is measured.")
+        return sec
+    by_task: dict[str, list[dict]] = defaultdict(list)
+    for r in runs:
+        by_task[r["task"]].append(r)
+    total_wall = sum(r["wall_seconds"] for r in runs)
+    rows = []
+    for task, rs in by_task.items():
+        wall = sum(r["wall_seconds"] for r in rs)
+        train = sum(r["train_seconds"] for r in rs)
+        done = sum(r["status"] == "completed" for r in rs)
+        rows.append([task, len(rs), f"{done} / {len(rs) - done}", wall, wall / total_wall, 1 - train / wall,
+                     sum(r["total_hvps"] for r in rs), _job_sum(rs, "s"), _job_sum(rs, "cpu_time"),
+                     max((r["job"]["max_rss"] for r in rs if r["job"]), default=float("nan")),
+                     rs[0].get("device", "")])
+        sec.add(f"{task}: summed job CPU seconds (Snakemake benchmark)", _job_sum(rs, "cpu_time"), "s")
+        sec.add(f"{task}: summed run wall seconds", wall, "s")
+        sec.add(f"{task}: share of the summed wall time", wall / total_wall)
+        sec.target(f"{task}: tracker share of its runs (upper bound: 1 - train/wall)", 1 - train / wall, 0.25)
+    start = min(r["finished_at"] - r["wall_seconds"] for r in runs)
+    span = max(r["finished_at"] for r in runs) - start
+    sec.add("all runs: summed wall seconds", total_wall, "s")
+    sec.add("first run start to last run end", span, "s", note="the pipeline's runs in parallel, as run")
+    sec.lines.append(f"{len(runs)} runs of profile '{profile}' under {results}/runs"
+                     + (f"; {runs_csv} lists {len(pd.read_csv(runs_csv))} runs." if runs_csv.is_file()
+                        else f"; {runs_csv} not written yet (aggregate has not run)."))
+    sec.lines += ["", *md_table(["task", "runs", "completed / other", "summed run wall s", "share of wall",
+                                 "tracker share <=", "HVPs", "summed job s", "summed job CPU s",
+                                 "max job RSS MB", "device"], rows)]
+    loads = [r["job"]["mean_load"] for r in runs if r["job"]]
+    if loads:
+        sec.lines.append(f"\nJobs ran at a mean CPU load of {fmt(min(loads))}-{fmt(max(loads))} % of one core "
+                         "(the machine was shared), so wall seconds overstate the work; CPU seconds do not.")
+    sec.lines.append(f"\nSummed run time {fmt(total_wall)} s; first start to last end {fmt(span)} s.")
+    return sec
