@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from samedge.data import load_task
 from samedge.models import MLP, mse_loss
 from samedge.sam import sam_step
+from samedge.tracker import EigenTracker
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,9 +75,13 @@ def fmt(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
+def _cell(value: Any) -> str:
+    return (value if isinstance(value, str) else fmt(value)).replace("|", "\\|")  # a bare pipe ends a cell
+
+
 def md_table(header: list[str], rows: list[list[Any]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(c if isinstance(c, str) else fmt(c) for c in row) + " |" for row in rows]
+    out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
     return out
 
 
@@ -136,6 +141,12 @@ def train(model: nn.Module, data: Any, steps: int, lr: float, rho: float) -> Non
     """Plain SAM steps, to move a model off its initialisation (or between two measurements)."""
     for _ in range(steps):
         sam_step(model, mse_loss, data, lr, rho)
+
+
+def tracker_block() -> int:
+    """Vectors in the first pass of a tracker's solve (k + guard at EigenTracker's defaults)."""
+    tracker = EigenTracker()
+    return tracker.k + tracker.guard
 
 
 def n_params(model: nn.Module) -> int:

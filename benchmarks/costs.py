@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from common import Section, fmt, mlp, mnist, n_params, paired_ratio, timed
+from common import Section, fmt, mlp, mnist, n_params, paired_ratio, timed, tracker_block
 from samedge.hvp import HVPOperator
 from samedge.models import mse_loss
 from samedge.objective import loss_and_grad
@@ -44,7 +44,8 @@ def matmul_seconds(fn: Callable[[], object]) -> tuple[float, float]:
     return total, sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS) / 1e6
 
 
-def section(sec: Section, width: int, depth: int, n: int, repeats: int, block: int, data_dir: Path) -> None:
+def section(sec: Section, width: int, depth: int, n: int, repeats: int, data_dir: Path) -> None:
+    block = tracker_block()
     x, y = mnist(n, data_dir)
     data = (x, y)
     model = mlp(width, depth)
@@ -54,6 +55,7 @@ def section(sec: Section, width: int, depth: int, n: int, repeats: int, block: i
     V = torch.randn(op.dim, block, generator=gen)
     grad = lambda: loss_and_grad(model, mse_loss, data)  # noqa: E731
     grad_s = timed(grad)[1]
+    sec.lines += ["", "### HVP / gradient and SAM / GD"]
     sec.lines.append(f"Paper MLP (width {width}, depth {depth}, {n_params(model):,} parameters) on {n} MNIST "
                      f"examples as one batch; medians of {repeats} back-to-back pairs; one gradient took "
                      f"about {fmt(grad_s)} s here.")
@@ -87,11 +89,12 @@ def _explain_hvp(sec: Section, layer_sizes: list[int], block: int, single: float
             note="elementwise tangent ops (add, threshold_backward), zero fills, vmap plumbing")
     if single > 2.0 or per_vec > 2.0:
         sec.lines.append(
-            f"\nWhy HVP / gradient exceeds 2.0: an exact HVP of this ReLU MLP needs {fmt(floor1)} times a "
+            f"Why HVP / gradient exceeds 2.0: an exact HVP of this ReLU MLP needs {fmt(floor1)} times a "
             f"gradient's multiply-adds for one vector (the tangent pass alone is about twice a gradient's "
             f"matrix products, since every layer's product gains a second one), and {fmt(floor_b)} per vector "
             f"in a block of {block}, where the primal gradient is computed once (double backprop and "
-            f"forward-over-reverse need the same products). Measured: {fmt(single)} and {fmt(per_vec)}. The profiler puts the block's matmuls at "
+            f"forward-over-reverse need the same products). Measured: {fmt(single)} and {fmt(per_vec)}. "
+            f"The profiler puts the block's matmuls at "
             f"{fmt(h_mm / block / g_mm)} times the gradient's per vector (batched bmm runs a little slower than "
             f"the gradient's mm) and {1 - h_mm / h_total:.0%} of the block's time outside matmuls. Larger blocks "
             f"lower the floor (toward {fmt(matmul_floor(layer_sizes, 10 ** 6))}), so 2.0 is reachable only per "

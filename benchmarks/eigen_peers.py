@@ -231,7 +231,7 @@ def authors_block_power(p: Problem, step: float = 1e-3) -> Outcome:
 
     norms, seconds = timed(solve)
     return Outcome("authors: FD block power", _sorted(norms.tolist()), op.hvps, 2 * op.hvps, seconds,
-                   f"central differences, step {step:g}; values are ||H v_i|| (magnitudes)")
+                   f"central differences, step {step:g}; values are the norms of H v_i (magnitudes)")
 
 
 # ------------------------------------------------------------------ references
@@ -356,7 +356,7 @@ def _orthogonality(sec: Section, p: Problem, warm: Outcome) -> None:
     gram = X.T @ X
     quotients = _sorted(((X * AX).sum(0) / gram.diagonal()).tolist())
     loss = float((gram - torch.eye(p.k, dtype=torch.float64)).abs().max())
-    sec.add(f"{p.name}: samedge warm, max |X^T X - I| of its vectors", loss)
+    sec.add(f"{p.name}: samedge warm, max abs(X^T X - I) of its vectors", loss)
     sec.add(f"{p.name}: samedge warm, max error of its values", max_rel_error(warm.values, p.reference))
     sec.add(f"{p.name}: samedge warm, max error of its vectors' Rayleigh quotients",
             max_rel_error(quotients, p.reference), note="3 HVPs more; products in float64")

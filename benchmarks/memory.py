@@ -3,9 +3,10 @@ data sizes, each in a fresh process.
 
 Run as a script it measures one size and prints JSON: the peak RSS of the whole process
 (loading included), the RSS once data and model are in place, and the peak RSS while computing
-(the kernel's high-water mark reset through /proc/self/clear_refs just before), and the bytes of
-the training tensor. The compute phase is one gradient, one single-vector HVP and one block HVP
-of k + guard = 5 vectors (the tracker's first pass), all chunked.
+(the kernel's high-water mark VmHWM, which getrusage's ru_maxrss also reports, reset through
+/proc/self/clear_refs just before), and the bytes of the training tensor. The compute phase is one
+gradient, one single-vector HVP and one block HVP of the tracker's first pass (k + guard vectors),
+all chunked.
 """
 from __future__ import annotations
 
@@ -13,14 +14,13 @@ import argparse
 import gc
 import json
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
 
-from common import Section, fmt, mlp, mnist
+from common import Section, fmt, mlp, mnist, tracker_block
 from samedge.hvp import HVPOperator
 from samedge.models import mse_loss
 from samedge.objective import chunk_data, loss_and_grad
@@ -47,10 +47,9 @@ def measure(n: int, chunk: int, width: int, depth: int, data_dir: Path) -> dict:
     op = HVPOperator(model, mse_loss, chunks)
     gen = torch.Generator().manual_seed(0)
     op.matmat(torch.randn(op.dim, 1, generator=gen))
-    op.matmat(torch.randn(op.dim, 5, generator=gen))
+    op.matmat(torch.randn(op.dim, tracker_block(), generator=gen))
     return {"n": n, "chunk": chunk, "data_bytes": x.numel() * x.element_size(), "load_peak": load_peak,
-            "before": before, "compute_peak": _status_kib("VmHWM") * 1024,
-            "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+            "before": before, "compute_peak": _status_kib("VmHWM") * 1024}
 
 
 # glibc keeps freed heap blocks below its mmap threshold for reuse; this makes it hand large ones back.
@@ -83,9 +82,10 @@ def section(sec: Section, sizes: tuple[int, int], chunk: int, width: int, depth:
             threads: int) -> None:
     small, large = in_subprocesses(sizes, chunk, width, depth, data_dir, threads)
     small_r, large_r = in_subprocesses(sizes, chunk, width, depth, data_dir, threads, RETURN_FREED)
-    sec.lines += ["", f"Memory: MLP width {width} x depth {depth}, chunks of {chunk} examples, a fresh process per "
-                      f"size. {_describe([small, large])}. With glibc returning freed blocks "
-                      f"(MALLOC_MMAP_THRESHOLD_=65536): {_describe([small_r, large_r])}."]
+    sec.lines += ["", "### Memory", "",
+                  f"MLP width {width} x depth {depth}, chunks of {chunk} examples, a fresh process per size. "
+                  f"{_describe([small, large])}. With glibc returning freed blocks "
+                  f"(MALLOC_MMAP_THRESHOLD_=65536): {_describe([small_r, large_r])}."]
     whole = max(large["load_peak"], large["compute_peak"]) / max(small["load_peak"], small["compute_peak"])
     sec.target(f"peak RSS, gradient + HVPs, {large['n']} / {small['n']} examples (whole process, data included)",
                whole, 1.1)
@@ -102,11 +102,11 @@ def section(sec: Section, sizes: tuple[int, int], chunk: int, width: int, depth:
         grown = (large["compute_peak"] - large["before"]) - (small["compute_peak"] - small["before"])
         grown_r = (large_r["compute_peak"] - large_r["before"]) - (small_r["compute_peak"] - small_r["before"])
         sec.lines.append(
-            f"\nWhy the whole-process ratio is {fmt(whole)}: the full batch itself is "
+            f"Why the whole-process ratio is {fmt(whole)}: the full batch itself is "
             f"{fmt((large['data_bytes'] - small['data_bytes']) / MIB)} MiB larger at {large['n']} examples, against a "
             f"peak of {fmt(small['compute_peak'] / MIB)} MiB at {small['n']} (torch and the libraries alone hold "
             f"about {fmt(small['before'] / MIB)} MiB before computing). The memory the chunked computation adds "
-            f"grows by {fmt(grown / MIB)} MiB from {small['n']} to {large['n']} examples with the default allocator "
+            f"changes by {fmt(grown / MIB)} MiB from {small['n']} to {large['n']} examples with the default allocator "
             f"and by {fmt(grown_r / MIB)} MiB when glibc hands freed blocks back, so the chunking bounds it; what "
             f"stands in the way of 1.1 is holding the full batch in memory at all, which the paper's full-batch "
             f"MNIST needs. Separately, the default allocator's retained blocks raise the peak by "

@@ -55,7 +55,7 @@ SIZES = {
                      _problem("larger", 4, 1, 32, (2, 2), 0.3, "lanczos", 20, False, max_iters=20)],
         "trajectory": {"steps": 11, "overrides": {"model": {"width": 8, "depth": 2, "init_scale": 1.0},
                                                   "n_train": 64, "every": 10}},
-        "costs": {"width": 16, "depth": 2, "n": 100, "repeats": 2, "block": 5},
+        "costs": {"width": 16, "depth": 2, "n": 100, "repeats": 2},
         "memory": {"sizes": (100, 1000), "chunk": 50, "width": 8, "depth": 2},
     },
     "default": {
@@ -63,7 +63,7 @@ SIZES = {
         "problems": [_problem("small", 6, 2, 1000, (40, 40), 0.3, "dense", 150, True),
                      _problem("paper MLP", 1000, 3, 1000, (20, 20), 0.1, "lanczos", 60, False)],
         "trajectory": {"steps": None, "overrides": {}},
-        "costs": {"width": 1000, "depth": 3, "n": 5000, "repeats": 3, "block": 5},
+        "costs": {"width": 1000, "depth": 3, "n": 5000, "repeats": 3},
         "memory": {"sizes": (6000, 60000), "chunk": 1000, "width": 1000, "depth": 3},
     },
 }
@@ -87,7 +87,7 @@ def header(args: argparse.Namespace, seconds: float, load: tuple[float, float]) 
         "# samedge benchmarks",
         "",
         f"`python benchmarks/run.py --size {args.size}`: {fmt(seconds)} s on {platform.machine()}, "
-        f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, load average {fmt(load[0])} at the "
+        f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch/BLAS thread(s), load average {fmt(load[0])} at the "
         f"start and {fmt(load[1])} at the end (other users share the machine: every figure is a ratio "
         f"measured in one process or run; absolute seconds are context only). {peers}. "
         "Deterministic CPU kernels, as `samedge train` sets them.",

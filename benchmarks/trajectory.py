@@ -133,6 +133,7 @@ def tracker_share(sec: Section, traj: Trajectory, bound: float = 0.25) -> None:
     linear algebra, and the HVP count per measurement the bound allows at the measured costs."""
     total = traj.train_seconds + traj.tracker_seconds
     n_meas, hvps = len(traj.rows), sum(r["warm_hvps"] for r in traj.rows)
+    sec.lines += ["", "### Tracker share (section 2's run, cold solves excluded)"]
     sec.target(f"tracker share of the run's time (every {traj.settings['every']} steps)",
                traj.tracker_seconds / total, bound,
                note=f"tracker {fmt(traj.tracker_seconds)} s of {fmt(total)} s (training steps + tracker), "
@@ -156,13 +157,14 @@ def tracker_share(sec: Section, traj: Trajectory, bound: float = 0.25) -> None:
     share = traj.tracker_seconds / total
     if share > bound:
         sec.lines.append(
-            f"\nWhy the tracker's share is {share:.0%}: a measurement every {traj.settings['every']} steps costs "
+            f"Why the tracker's share is {share:.0%}: a measurement every {traj.settings['every']} steps costs "
             f"{fmt(hvps / n_meas)} HVPs on average, each {fmt(per_hvp / grad_s)} gradient-times all told, of which "
             f"only {fmt(traj.tracker_hvp_seconds / hvps / grad_s)} are the HVP itself: "
             f"{1 - traj.tracker_hvp_seconds / traj.tracker_seconds:.0%} of the tracker's time is the solver's own "
             f"orthogonalisation and Rayleigh-Ritz on parameter-length vectors. With that overhead at zero the share "
             f"would be {traj.tracker_hvp_seconds / (traj.train_seconds + traj.tracker_hvp_seconds):.0%}; at the "
             f"measured cost per HVP the {bound:.0%} bound allows {fmt(allowed)} HVPs per measurement (a warm solve's "
-            f"first pass alone is {traj.settings['block']}). So both the solver's overhead and the HVP count stand in the way at this cadence; at "
+            f"first pass alone is {traj.settings['block']}). So both the solver's overhead and the HVP count "
+            f"stand in the way at this cadence; at "
             f"the paper's cadence of 60 training seconds the same measurement would take "
             f"{per_meas / (60 + per_meas):.0%}.")
