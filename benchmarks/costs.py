@@ -55,8 +55,8 @@ def section(sec: Section, width: int, depth: int, n: int, repeats: int, data_dir
     V = torch.randn(op.dim, block, generator=gen)
     grad = lambda: loss_and_grad(model, mse_loss, data)  # noqa: E731
     grad_s = timed(grad)[1]
-    sec.lines += ["", "### HVP / gradient and SAM / GD"]
-    sec.lines.append(f"Paper MLP (width {width}, depth {depth}, {n_params(model):,} parameters) on {n} MNIST "
+    sec.lines += ["", "### HVP / gradient and SAM / GD", ""]
+    sec.lines.append(f"MLP (width {width}, depth {depth}, {n_params(model):,} parameters) on {n} MNIST "
                      f"examples as one batch; medians of {repeats} back-to-back pairs; one gradient took "
                      f"about {fmt(grad_s)} s here.")
     single, singles = paired_ratio(lambda: op.matmat(v), grad, repeats)
@@ -88,7 +88,7 @@ def _explain_hvp(sec: Section, layer_sizes: list[int], block: int, single: float
     sec.add("profiled: share of the block HVP outside matmuls", 1 - h_mm / h_total,
             note="elementwise tangent ops (add, threshold_backward), zero fills, vmap plumbing")
     if single > 2.0 or per_vec > 2.0:
-        sec.lines.append(
+        sec.lines += ["",
             f"Why HVP / gradient exceeds 2.0: an exact HVP of this ReLU MLP needs {fmt(floor1)} times a "
             f"gradient's multiply-adds for one vector (the tangent pass alone is about twice a gradient's "
             f"matrix products, since every layer's product gains a second one), and {fmt(floor_b)} per vector "
@@ -98,4 +98,4 @@ def _explain_hvp(sec: Section, layer_sizes: list[int], block: int, single: float
             f"{fmt(h_mm / block / g_mm)} times the gradient's per vector (batched bmm runs a little slower than "
             f"the gradient's mm) and {1 - h_mm / h_total:.0%} of the block's time outside matmuls. Larger blocks "
             f"lower the floor (toward {fmt(matmul_floor(layer_sizes, 10 ** 6))}), so 2.0 is reachable only per "
-            "vector of wide blocks, not for a single vector.")
+            "vector of wide blocks, not for a single vector."]

@@ -101,7 +101,7 @@ def section(sec: Section, sizes: tuple[int, int], chunk: int, width: int, depth:
     if whole > 1.1:
         grown = (large["compute_peak"] - large["before"]) - (small["compute_peak"] - small["before"])
         grown_r = (large_r["compute_peak"] - large_r["before"]) - (small_r["compute_peak"] - small_r["before"])
-        sec.lines.append(
+        sec.lines += ["",
             f"Why the whole-process ratio is {fmt(whole)}: the full batch itself is "
             f"{fmt((large['data_bytes'] - small['data_bytes']) / MIB)} MiB larger at {large['n']} examples, against a "
             f"peak of {fmt(small['compute_peak'] / MIB)} MiB at {small['n']} (torch and the libraries alone hold "
@@ -111,7 +111,7 @@ def section(sec: Section, sizes: tuple[int, int], chunk: int, width: int, depth:
             f"stands in the way of 1.1 is holding the full batch in memory at all, which the paper's full-batch "
             f"MNIST needs. Separately, the default allocator's retained blocks raise the peak by "
             f"{fmt((large['compute_peak'] - large_r['compute_peak']) / MIB)} MiB (setting MALLOC_MMAP_THRESHOLD_ "
-            "for the training jobs avoids that).")
+            "for the training jobs avoids that)."]
 
 
 def main() -> int:

@@ -133,7 +133,7 @@ def tracker_share(sec: Section, traj: Trajectory, bound: float = 0.25) -> None:
     linear algebra, and the HVP count per measurement the bound allows at the measured costs."""
     total = traj.train_seconds + traj.tracker_seconds
     n_meas, hvps = len(traj.rows), sum(r["warm_hvps"] for r in traj.rows)
-    sec.lines += ["", "### Tracker share (section 2's run, cold solves excluded)"]
+    sec.lines += ["", "### Tracker share (section 2's run, cold solves excluded)", ""]
     sec.target(f"tracker share of the run's time (every {traj.settings['every']} steps)",
                traj.tracker_seconds / total, bound,
                note=f"tracker {fmt(traj.tracker_seconds)} s of {fmt(total)} s (training steps + tracker), "
@@ -156,7 +156,7 @@ def tracker_share(sec: Section, traj: Trajectory, bound: float = 0.25) -> None:
             per_meas / (60 + per_meas), note=f"{fmt(per_meas)} s per measurement, as measured here")
     share = traj.tracker_seconds / total
     if share > bound:
-        sec.lines.append(
+        sec.lines += ["",
             f"Why the tracker's share is {share:.0%}: a measurement every {traj.settings['every']} steps costs "
             f"{fmt(hvps / n_meas)} HVPs on average, each {fmt(per_hvp / grad_s)} gradient-times all told, of which "
             f"only {fmt(traj.tracker_hvp_seconds / hvps / grad_s)} are the HVP itself: "
@@ -167,4 +167,4 @@ def tracker_share(sec: Section, traj: Trajectory, bound: float = 0.25) -> None:
             f"first pass alone is {traj.settings['block']}). So both the solver's overhead and the HVP count "
             f"stand in the way at this cadence; at "
             f"the paper's cadence of 60 training seconds the same measurement would take "
-            f"{per_meas / (60 + per_meas):.0%}.")
+            f"{per_meas / (60 + per_meas):.0%}."]
