@@ -96,12 +96,12 @@ def header(args: argparse.Namespace, seconds: float, load: tuple[float, float]) 
 
 def write(out: Path, lines: list[str], sections: list[Section], tables: dict[str, list[dict]]) -> None:
     records = [r for s in sections for r in s.records]
-    summary = [[r.section.split(".")[0], r.item, fmt(r.value), r.target, f"**{r.status}**", r.note]
+    summary = [[r.section.split(".")[0], r.item, fmt(r.value, 4), r.target, f"**{r.status}**", r.note]
                for r in records if r.target]
     body = lines + ["", "## Targets", "", *md_table(["sec", "measured", "value", "target", "status", "note"], summary)]
     for s in sections:
         body += ["", f"## {s.title}", "", *s.lines]
-        plain = [[r.item, fmt(r.value), r.unit, r.target, r.status, r.note] for r in s.records]
+        plain = [[r.item, fmt(r.value, 4), r.unit, r.target, r.status, r.note] for r in s.records]
         if plain:
             body += ["", *md_table(["figure", "value", "unit", "target", "status", "note"], plain)]
     out.mkdir(parents=True, exist_ok=True)
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(quick_e2e.section(args.results))
     lines = header(args, time.perf_counter() - start, (load0, os.getloadavg()[0]))
     write(args.out, lines, sections, tables)
-    print("\n".join(f"{r.status or '-':4} {r.item}: {fmt(r.value)} {r.target}"
+    print("\n".join(f"{r.status or '-':4} {r.item}: {fmt(r.value, 4)} {r.target}"
                     for s in sections for r in s.records), file=sys.stderr)
     return 0
 
