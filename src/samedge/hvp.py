@@ -14,7 +14,7 @@ from scipy.sparse.linalg import LinearOperator
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vmap
 
-from samedge.objective import Data, LossFn, as_chunks, check_finite, chunk_weights, loss_and_grad
+from samedge.objective import Data, LossFn, as_chunks, check_finite, chunk_weights, flat, loss_and_grad
 
 METHODS = ("autograd", "fd")
 
@@ -135,7 +135,7 @@ class HVPOperator:
                     for p, s, d in zip(self.params, saved, step):
                         p.copy_(s + sign * d[0])
                 chunks = ((x.to(self.device), y.to(self.device)) for x, y in self.chunks)
-                grads.append(torch.cat([g.reshape(-1) for g in loss_and_grad(self.model, self.loss_fn, chunks)[1]]))
+                grads.append(flat(loss_and_grad(self.model, self.loss_fn, chunks)[1]))
         finally:
             with torch.no_grad():
                 for p, s in zip(self.params, saved):

@@ -69,6 +69,11 @@ def loss_and_grad(model: nn.Module, loss_fn: LossFn, data: Data) -> tuple[Tensor
     return total, grads
 
 
+def flat(tensors: Sequence[Tensor]) -> Tensor:
+    """Per-parameter tensors as one vector, in parameter order."""
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
 def loss_value(model: nn.Module, loss_fn: LossFn, data: Data) -> Tensor:
     """Full-batch loss without gradients."""
     chunks = as_chunks(data)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from samedge.objective import Data, LossFn, loss_and_grad
+from samedge.objective import Data, LossFn, flat, loss_and_grad
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,6 @@ def _trainable(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def _flat(tensors: list[Tensor]) -> Tensor:
-    return torch.cat([t.reshape(-1) for t in tensors])
-
-
 def sam_gradient(model: nn.Module, loss_fn: LossFn, data: Data, rho: float) -> SamGradient:
     """Both gradients of a SAM step at the current weights; the weights end bit-exactly as they began.
 
@@ -46,7 +42,7 @@ def sam_gradient(model: nn.Module, loss_fn: LossFn, data: Data, rho: float) -> S
     _check_step_args(None, rho)
     params = _trainable(model)
     loss, grads = loss_and_grad(model, loss_fn, data)
-    grad = _flat(grads)
+    grad = flat(grads)
     grad_norm = torch.linalg.vector_norm(grad)
     if rho == 0 or grad_norm == 0:
         sam_grad = grad
@@ -57,7 +53,7 @@ def sam_gradient(model: nn.Module, loss_fn: LossFn, data: Data, rho: float) -> S
             for p, g in zip(params, grads):
                 p.add_(g * scale)
         try:
-            sam_grad = _flat(loss_and_grad(model, loss_fn, data)[1])
+            sam_grad = flat(loss_and_grad(model, loss_fn, data)[1])
         finally:
             with torch.no_grad():  # restore by copy, not by subtraction: bit-exact
                 for p, s in zip(params, saved):

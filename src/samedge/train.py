@@ -63,7 +63,6 @@ class RunState:
     step: int = 0
     train_seconds: float = 0.0
     wall_seconds: float = 0.0
-    total_hvps: int = 0
     next_measure_s: float = 0.0
     resumes: int = 0
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -187,7 +186,6 @@ class Trainer:
         eig = self.tracker.measure(self.model, self.loss_fn, batch)
         row = measurement_row(self.spec, self.state, grads, eig)
         self.state.rows.append(row)
-        self.state.total_hvps += row["hvp_count"]
         if self.train_cfg["measure_every_s"]:
             self.state.next_measure_s += self.train_cfg["measure_every_s"]
         log.info("step %d loss %.5g |g| %.4g lambda_1 %.5g sam_edge %.5g (ratio %.3f) gd_edge %.4g hvps %d",
@@ -241,7 +239,7 @@ class Trainer:
                   "profile": spec.profile, "steps": state.step, "seed": spec.cfg["seed"], "config": spec.cfg,
                   "versions": versions(), "device": device_name(spec.device),
                   "wall_seconds": state.wall_seconds, "train_seconds": state.train_seconds,
-                  "total_hvps": state.total_hvps, "measurements": len(state.rows), "resumes": state.resumes}
+                  "total_hvps": sum(r["hvp_count"] for r in state.rows), "measurements": len(state.rows), "resumes": state.resumes}
         extra = [c for c in state.rows[0] if c not in METRIC_COLUMNS] if state.rows else EXTRA_COLUMNS
         frame = pd.DataFrame(state.rows, columns=METRIC_COLUMNS + extra)
         with atomic_write(spec.out_dir / "metrics.csv") as tmp:
