@@ -13,6 +13,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -121,11 +122,19 @@ def divergence_reason(grads: SamGradient, bound: float, step: int) -> str | None
     return None
 
 
-class Trainer:
-    """Runs (or resumes) one run to completion, divergence, or preemption."""
+MeasureHook = Callable[["Trainer", Any, SamGradient, dict[str, Any]], None]
 
-    def __init__(self, spec: RunSpec) -> None:
+
+class Trainer:
+    """Runs (or resumes) one run to completion, divergence, or preemption.
+
+    on_measure(trainer, batch, grads, row), if given, is called after each measurement row is
+    recorded, with the model still at the measured iterate (benchmarks compare other solvers there).
+    """
+
+    def __init__(self, spec: RunSpec, on_measure: MeasureHook | None = None) -> None:
         self.spec = spec
+        self.on_measure = on_measure
         train, tracker = spec.cfg["train"], spec.cfg["tracker"]
         self.train_cfg = train
         torch.manual_seed(spec.cfg["seed"])
@@ -191,6 +200,8 @@ class Trainer:
         log.info("step %d loss %.5g |g| %.4g lambda_1 %.5g sam_edge %.5g (ratio %.3f) gd_edge %.4g hvps %d",
                  row["step"], row["loss"], row["grad_norm"], row["lambda_1"], row["sam_edge"],
                  row["lambda_1"] / row["sam_edge"], row["gd_edge"], row["hvp_count"])
+        if self.on_measure is not None:
+            self.on_measure(self, batch, grads, row)
         return row
 
     def run(self) -> dict:
