@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from samedge.config import run_name
+from samedge.runs import RunKey, run_name
 from samedge.edge import gd_edge, sam_edge
 
 
@@ -35,17 +35,18 @@ def metrics_frame(lr: float, rho: float, n: int = 16, seed: int = 0, blow_up: bo
     })
 
 
-def write_run(runs_dir: Path, task: str, lr: float, rho: float, metrics: pd.DataFrame | None = None,
-              status: str = "completed", reason: str | None = None) -> Path:
+def write_run(runs_dir: Path, task: str, lr: float, rho: float, seed: int | None = None,
+              metrics: pd.DataFrame | None = None, status: str = "completed", reason: str | None = None) -> Path:
+    """A run directory as `samedge train` writes it; seed None: the default seed 0, no suffix."""
     if metrics is None:
-        metrics = metrics_frame(lr, rho, blow_up=status == "diverged")
-    run_dir = runs_dir / task / run_name(lr, rho)
+        metrics = metrics_frame(lr, rho, seed=seed or 0, blow_up=status == "diverged")
+    run_dir = runs_dir / task / run_name(lr, rho, seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     metrics.to_csv(run_dir / "metrics.csv", index=False)
     steps = int(metrics["step"].max()) + 1 if len(metrics) else 0
     info = {"status": status, "reason": reason, "steps": steps, "wall_seconds": 1.5 + lr,
             "total_hvps": int(metrics["hvp_count"].sum()), "task": task, "lr": lr, "rho": rho,
-            "config": {"grid": "synthetic"}, "seed": 0}
+            "config": {"grid": "synthetic"}, "seed": seed or 0, "measurements": len(metrics)}
     (run_dir / "run.json").write_text(json.dumps(info))
     return run_dir
 
@@ -59,16 +60,16 @@ DIVERGED = ("mnist", 1.0, 0.1)
 EMPTY = ("cifar10", 0.1, 0.0)
 
 
-def write_grid(runs_dir: Path, tasks: tuple[str, ...] = tuple(GRID)) -> list[tuple[str, float, float]]:
+def write_grid(runs_dir: Path, tasks: tuple[str, ...] = tuple(GRID)) -> list[RunKey]:
     keys = []
     for task in tasks:
         lrs, rhos = GRID[task]
         for lr in lrs:
             for rho in rhos:
-                key = (task, lr, rho)
-                if key == DIVERGED:
+                key = RunKey(task, lr, rho)
+                if key[:3] == DIVERGED:
                     write_run(runs_dir, *key, status="diverged", reason="loss 2e+04 above 1000")
-                elif key == EMPTY:
+                elif key[:3] == EMPTY:
                     write_run(runs_dir, *key, metrics=metrics_frame(lr, rho).iloc[:0])
                 else:
                     write_run(runs_dir, *key)

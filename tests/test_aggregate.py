@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 
 from samedge import aggregate as agg
+from samedge.cli import aggregate as aggregate_cli
 from samedge.config import ConfigError, grid, load_params
+from samedge.runs import RunKey, read_run
 from tests.synthetic import DIVERGED, EMPTY, GRID, metrics_frame, write_grid, write_run
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
@@ -19,7 +21,7 @@ PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
 def run_cli(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="samedge")
-    agg.register(parser.add_subparsers(dest="command", required=True))
+    aggregate_cli.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["aggregate", *map(str, argv)])
     return args.func(args)
 
@@ -43,8 +45,7 @@ def aggregated(tmp_path_factory) -> Path:
 def test_second_half_statistics_by_hand(tmp_path):
     # Second half (last 3 of 6, by step): ratios 0.95, 1.05, 1.3.
     metrics = hand_metrics([0.2, 0.5, 0.7, 0.95, 1.05, 1.3])
-    nan_row = metrics.iloc[[0]].assign(step=25, lambda_1=np.nan)  # no eigenvalue: not a measurement
-    write_run(tmp_path / "runs", "mnist", 0.2, 0.1, metrics=pd.concat([metrics, nan_row]))
+    write_run(tmp_path / "runs", "mnist", 0.2, 0.1, metrics=metrics)
     agg.aggregate(tmp_path / "runs", tmp_path)
     row = pd.read_csv(tmp_path / "edge_agreement.csv").iloc[0]
     assert row["n_measurements"] == 6 and row["n_second_half"] == 3
@@ -78,7 +79,7 @@ def test_tables(aggregated):
     runs = pd.read_csv(aggregated / "runs.csv")
     n_runs = sum(len(lrs) * len(rhos) for lrs, rhos in GRID.values())
     assert list(runs.columns) == list(agg.RUN_COLUMNS) and len(runs) == n_runs
-    assert list(metrics.columns[:3]) == ["task", "lr", "rho"]
+    assert list(metrics.columns[:4]) == ["task", "lr", "rho", "seed"]
     assert set(agg.METRIC_COLUMNS) | {"test_loss"} <= set(metrics.columns)  # extras kept
     assert len(metrics) == 16 * (n_runs - 1)  # the empty run adds no rows
     assert list(dict.fromkeys(runs["task"])) == ["mnist", "cifar10", "shakespeare"]
@@ -104,10 +105,10 @@ def test_edge_agreement_marks_diverged_and_empty_runs(aggregated):
 
 def test_edge_agreement_json_for_dvc(aggregated):
     summary = json.loads((aggregated / "edge_agreement.json").read_text())
-    assert "mnist/0.3/0.1" in summary and "cifar10/0.1/0" in summary
-    assert summary["cifar10/0.1/0"]["sam_ratio_median"] is None  # NaN -> null
-    assert summary["mnist/1/0.1"]["diverged"] is True
-    assert all(isinstance(v, (int, float, bool, type(None))) for run in summary.values() for v in run.values())
+    assert sorted(summary) == ["cifar10", "mnist", "shakespeare"]  # a few numbers per task, not per run
+    assert summary["mnist"]["runs"] == 4 and summary["mnist"]["diverged"] == 1
+    assert 0.9 <= summary["mnist"]["sam_ratio_median"] <= 1.1
+    assert all(isinstance(v, (int, float, bool, type(None))) for task in summary.values() for v in task.values())
 
 
 def test_params_select_the_profile_grid(tmp_path):
@@ -141,7 +142,50 @@ def test_bad_run_json(tmp_path, change, message):
     info_path = write_run(tmp_path / "runs", "mnist", 0.3, 0.1) / "run.json"
     info_path.write_text(json.dumps(json.loads(info_path.read_text()) | change))
     with pytest.raises(ConfigError, match=message):
-        agg.read_run(tmp_path / "runs", "mnist", 0.3, 0.1)
+        read_run(tmp_path / "runs", RunKey("mnist", 0.3, 0.1))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda m: m.iloc[:-3], r"13 rows but run.json records 16 measurements"),          # truncated
+    (lambda m: m.assign(loss=m["loss"].where(m.index != 4)), r"non-finite values in \['loss'\]"),
+    (lambda m: m.assign(hvp_count=m["hvp_count"] + 1), "hvp_count sums to 208 but run.json records 192"),
+    (lambda m: m.assign(step=m["step"] * 10), "a row at step 1500 but the run took 151 steps"),
+])
+def test_a_damaged_metrics_csv_stops_aggregation_and_names_the_file(tmp_path, damage, message):
+    run = write_run(tmp_path / "runs", "mnist", 0.3, 0.1)
+    write_run(tmp_path / "runs", "mnist", 0.3, 0.0)
+    damage(pd.read_csv(run / "metrics.csv")).to_csv(run / "metrics.csv", index=False)
+    with pytest.raises(ConfigError, match=f"lr0.3_rho0.1/metrics.csv: {message}"):
+        agg.aggregate(tmp_path / "runs", tmp_path)
+    assert not (tmp_path / "metrics.csv").exists()  # nothing is written from a damaged run
+
+
+def test_a_truncated_csv_file_is_named(tmp_path):
+    run = write_run(tmp_path / "runs", "mnist", 0.3, 0.1)
+    text = (run / "metrics.csv").read_text()
+    (run / "metrics.csv").write_text(text[: len(text) // 2])  # cut inside a row
+    with pytest.raises(ConfigError, match="lr0.3_rho0.1/metrics.csv"):
+        agg.aggregate(tmp_path / "runs", tmp_path)
+
+
+def test_several_seeds_of_a_grid_point(tmp_path):
+    """The first seed that did not diverge is the one shown; every seed's outcome is counted."""
+    runs = tmp_path / "runs"
+    write_run(runs, "cifar10", 0.01, 0.0, status="diverged", reason="loss nan")          # seed 0
+    write_run(runs, "cifar10", 0.01, 0.0, seed=1)
+    write_run(runs, "cifar10", 0.01, 0.0, seed=4, status="diverged", reason="loss nan")
+    write_run(runs, "cifar10", 0.003, 0.0)
+    agg.aggregate(runs, tmp_path)
+    table = pd.read_csv(tmp_path / "runs.csv")
+    assert table[["lr", "seed", "status"]].values.tolist() == [
+        [0.003, 0, "completed"], [0.01, 0, "diverged"], [0.01, 1, "completed"], [0.01, 4, "diverged"]]
+    agreement = pd.read_csv(tmp_path / "edge_agreement.csv").set_index("lr")
+    assert len(agreement) == 2 and agreement.loc[0.01, "seed"] == 1
+    assert agreement.loc[0.01, "status"] == "completed" and agreement.loc[0.01, "n_seeds"] == 3
+    assert agreement.loc[0.01, "n_seeds_diverged"] == 2
+    assert agreement.loc[0.01, "diverged_at"] == "seed 0: step 151; seed 4: step 151"
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert list(metrics.columns[:4]) == ["task", "lr", "rho", "seed"] and set(metrics["seed"]) == {0, 1, 4}
 
 
 def test_no_runs_and_profile_without_params(tmp_path):

@@ -9,8 +9,11 @@ import pytest
 import torch
 
 from samedge.data import DataError, fetch, lm_crops, load_task
-from samedge.data_fetch import MIRROR_ENV, SOURCES
+from samedge.data_fetch import MIRROR_ENV
 from samedge.io import sha256_file
+from samedge.tasks import BUILTIN, get_task
+
+SOURCES = {task: get_task(task).data.source for task in BUILTIN}
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

@@ -5,7 +5,6 @@ generated files'; no test touches the internet.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import gzip
@@ -21,8 +20,12 @@ import numpy as np
 import pytest
 
 from samedge import data_fetch, data_prepare
-from samedge.data import DataError, fetch, load_task, register
-from samedge.data_fetch import MIRROR_ENV, SOURCES, SourceFile
+from samedge.tasks import cifar10
+from samedge.cli import main
+from samedge.data import DataError, fetch, load_task
+from samedge import tasks
+from samedge.data_fetch import MIRROR_ENV, Source, SourceFile
+from samedge.tasks import get_task
 
 MNIST_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
@@ -90,8 +93,15 @@ def serve(root: Path, files: dict[str, bytes]) -> None:
         (root / name).write_bytes(data)
 
 
+def source(task: str) -> Source:
+    return get_task(task).data.source
+
+
 def use_source(monkeypatch, task: str, **changes) -> None:
-    monkeypatch.setitem(SOURCES, task, dataclasses.replace(SOURCES[task], **changes))
+    """Give a registered task another Source for this test (the registry caches loaded tasks)."""
+    old = get_task(task)
+    data = dataclasses.replace(old.data, source=dataclasses.replace(old.data.source, **changes))
+    monkeypatch.setitem(tasks._loaded, task, dataclasses.replace(old, data=data))
 
 
 def test_mnist_downloads_through_torchvision_with_mirror_fallback(server, network, monkeypatch, tmp_path):
@@ -138,7 +148,7 @@ def test_cifar_downloads_the_tarball_and_keeps_batch_1_and_the_test_batch(server
     serve(root, {"cifar.tar.gz": archive})
     use_source(monkeypatch, "cifar10", urls=(base + "cifar.tar.gz",), archive=spec("cifar-10-python.tar.gz", archive),
                network_files=(spec("data_batch_1", train), spec("test_batch", test)))
-    monkeypatch.setattr(data_prepare, "CIFAR_CONTENT_SHA256", {
+    monkeypatch.setattr(cifar10, "CONTENT_SHA256", {
         "train": data_prepare.content_sha256(x, y), "test": data_prepare.content_sha256(x_test, y_test)})
     fetch("cifar10", tmp_path / "data")
     assert sorted(p.name for p in (tmp_path / "data/raw/cifar10").iterdir()) == ["data_batch_1", "test_batch"]
@@ -177,7 +187,7 @@ def test_a_download_with_the_wrong_checksum_names_url_and_hashes(server, network
     root, base = server
     serve(root, {"input.txt": text_file()})
     use_source(monkeypatch, "shakespeare", urls=(base + "input.txt",))
-    expected = SOURCES["shakespeare"].network_files[0].sha256
+    expected = source("shakespeare").network_files[0].sha256
     actual = hashlib.sha256(text_file()).hexdigest()
     with pytest.raises(DataError, match=f"{base}input.txt: sha256 mismatch: expected {expected}, got {actual}"):
         fetch("shakespeare", tmp_path / "data")
@@ -199,11 +209,11 @@ def fake_mirror(tmp_path, monkeypatch):
     monkeypatch.setenv(MIRROR_ENV, str(root))
 
     def put(task: str, name: str, data: bytes, record: bool = True) -> None:
-        folder = root / SOURCES[task].mirror_dir
+        folder = root / source(task).mirror_dir
         folder.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(data)
         if record:
-            files = tuple(spec(name, data) if s.name == name else s for s in SOURCES[task].mirror_files)
+            files = tuple(spec(name, data) if s.name == name else s for s in source(task).mirror_files)
             use_source(monkeypatch, task, mirror_files=files, network_files=files, urls=(UNREACHABLE,))
 
     for name, data in mnist_files().items():
@@ -216,10 +226,7 @@ def test_unknown_task_is_rejected_everywhere(tmp_path):
         fetch("imagenet", tmp_path / "data")
     with pytest.raises(ValueError, match="unknown task 'imagenet'"):
         load_task("imagenet", tmp_path / "data")
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
-    with pytest.raises(SystemExit):
-        parser.parse_args(["fetch", "imagenet"])
+    assert main(["fetch", "imagenet", "--data-dir", str(tmp_path / "data")]) == 2
     assert not (tmp_path / "data").exists()
 
 
@@ -243,7 +250,7 @@ def test_bad_gz_is_a_clear_error_and_writes_nothing(fake_mirror, tmp_path, data)
 def test_wrong_checksum_names_file_expected_and_actual(fake_mirror, tmp_path):
     fake_mirror("mnist", "t10k-labels-idx1-ubyte.gz", b"tampered", record=False)
     path = tmp_path / "mirror/mnist/t10k-labels-idx1-ubyte.gz"
-    expected = next(s.sha256 for s in SOURCES["mnist"].mirror_files if s.name == path.name)
+    expected = next(s.sha256 for s in source("mnist").mirror_files if s.name == path.name)
     with pytest.raises(DataError, match=f"{path}: sha256 mismatch: expected {expected}, "
                                         f"got {hashlib.sha256(b'tampered').hexdigest()}"):
         fetch("mnist", tmp_path / "data")
@@ -271,10 +278,7 @@ def test_non_ascii_text_names_file_line_and_character(fake_mirror, tmp_path, cap
     with pytest.raises(DataError, match=r"input.txt: line 3, column 10: non-ASCII character 'é'"):
         fetch("shakespeare", tmp_path / "data")
     assert no_files(tmp_path / "data")
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
-    args = parser.parse_args(["fetch", "shakespeare", "--data-dir", str(tmp_path / "data")])
-    assert args.func(args) == 1
+    assert main(["fetch", "shakespeare", "--data-dir", str(tmp_path / "data")]) == 2
     assert "samedge fetch: error:" in capsys.readouterr().err and no_files(tmp_path / "data")
 
 

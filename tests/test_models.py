@@ -6,8 +6,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from samedge.models import (CNN, MLP, TRUNCATION_STD, Transformer, build_model, lm_loss,
-                            loss_for, mse_loss)
+from samedge.models import CNN, MLP, TRUNCATION_STD, Transformer, lm_loss, mse_loss
+from samedge.tasks import get_task
+
+
+def build_model(task: str, cfg: dict) -> nn.Module:
+    return get_task(task).build_model(cfg)
+
+
+def loss_for(task: str):
+    return get_task(task).loss
 
 SMALL_CFG = {
     "mnist": {"in_features": 12, "width": 7, "depth": 2, "n_classes": 3},

@@ -1,110 +1,51 @@
 """`samedge aggregate`: every run's metrics.csv and run.json into tidy tables and edge-agreement numbers.
 
 Outputs (in --out-dir):
-- metrics.csv: task, lr, rho + every column of every run's metrics.csv (extra columns kept).
-- runs.csv: one row per run: task, lr, rho, status, reason, steps, wall_seconds, total_hvps.
-- edge_agreement.csv / .json: per run, over the second half of its measurements, the median and
-  interquartile range of lambda_1/sam_edge and lambda_1/gd_edge and the fraction of measurements
-  within 10% of each edge. Diverged runs are included and marked (status, diverged).
+- metrics.csv: task, lr, rho, seed + every column of every run's metrics.csv (extra columns kept).
+- runs.csv: one row per run: task, lr, rho, seed, status, reason, steps, wall_seconds, total_hvps.
+- edge_agreement.csv / .json: one row per grid point (task, lr, rho), for the run the figures show
+  (the first of its seeds that did not diverge, else its first seed): over the second half of its
+  measurements, the median and interquartile range of lambda_1/sam_edge and lambda_1/gd_edge and the
+  fraction within 10% of each edge; and how many of the point's seeds diverged, at which step.
+Runs are read and checked through the run contract (samedge.runs).
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from samedge.config import TASKS, ConfigError, fmt_value, grid, load_params, run_name
+from samedge.config import ConfigError, fmt_value, load_params
 from samedge.io import atomic_write, write_json
+from samedge.runs import METRIC_COLUMNS, RUN_KEYS, Run, RunKey, parse_run_name, profile_runs, read_run
+from samedge.tasks import task_names
 
-METRIC_COLUMNS = ("step", "train_seconds", "loss", "grad_norm", "lambda_1", "lambda_2", "lambda_3",
-                  "gd_edge", "sam_edge", "align_grad", "align_sam_grad", "hvp_count")
-RUN_KEYS = ("status", "reason", "steps", "wall_seconds", "total_hvps")
-RUN_COLUMNS = ("task", "lr", "rho", *RUN_KEYS)
-STATUSES = ("completed", "diverged")
-KEY_COLUMNS = ["task", "lr", "rho"]
+KEY_COLUMNS = ["task", "lr", "rho", "seed"]
+POINT_COLUMNS = ["task", "lr", "rho"]
+RUN_COLUMNS = (*KEY_COLUMNS, *RUN_KEYS)
 WITHIN = 0.1  # "at the edge" = lambda_1 within 10% of it
 EDGES = {"sam": "sam_edge", "gd": "gd_edge"}
 
 
-@dataclass
-class Run:
-    task: str
-    lr: float
-    rho: float
-    info: dict
-    metrics: pd.DataFrame
-
-
-def _sort_key(task: str, lr: float, rho: float) -> tuple:
-    return (TASKS.index(task), lr, rho)
-
-
-def discover(runs_dir: Path) -> list[tuple[str, float, float]]:
-    """Every (task, lr, rho) with a run.json under runs_dir/TASK/lrLR_rhoRHO/ (values from run.json)."""
+def discover(runs_dir: Path) -> list[RunKey]:
+    """Every run with a run.json under runs_dir/TASK/RUN/, tasks in registry order, then lr, rho, seed."""
     found = []
-    for info_path in sorted(runs_dir.glob("*/lr*_rho*/run.json")):
-        info = _read_json(info_path)
-        try:
-            task, lr, rho = info["task"], float(info["lr"]), float(info["rho"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"{info_path}: needs task, lr and rho ({exc!r})") from exc
-        if task not in TASKS:
-            raise ConfigError(f"{info_path}: unknown task {task!r}; expected one of {list(TASKS)}")
-        found.append((task, lr, rho))
+    for info_path in sorted(runs_dir.glob("*/lr*/run.json")):
+        parsed = parse_run_name(info_path.parent.name)
+        if parsed is not None:
+            found.append(RunKey(info_path.parent.parent.name, *parsed))
     if not found:
         raise ConfigError(f"--runs-dir {runs_dir}: no runs found (expected TASK/lrLR_rhoRHO/run.json)")
-    return found
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON: {exc}") from exc
-
-
-def read_run(runs_dir: Path, task: str, lr: float, rho: float) -> Run:
-    """One run's run.json and metrics.csv, checked against its (task, lr, rho) and the contract."""
-    run_dir = runs_dir / task / run_name(lr, rho)
-    info_path, metrics_path = run_dir / "run.json", run_dir / "metrics.csv"
-    for path in (info_path, metrics_path):
-        if not path.is_file():
-            raise ConfigError(f"run {task} lr={fmt_value(lr)} rho={fmt_value(rho)}: missing {path}")
-    info = _read_json(info_path)
-    missing = [key for key in RUN_KEYS if key not in info]
-    if missing:
-        raise ConfigError(f"{info_path}: missing keys {missing}")
-    if info["status"] not in STATUSES:
-        raise ConfigError(f"{info_path}: status {info['status']!r} is not one of {list(STATUSES)}")
-    for key, want in (("task", task), ("lr", lr), ("rho", rho)):
-        got = info.get(key, want)
-        if got != want and not (isinstance(want, float) and math.isclose(float(got), want)):
-            raise ConfigError(f"{info_path}: {key} is {got!r} but the run directory says {want!r}")
-    return Run(task, lr, rho, info, read_metrics(metrics_path))
-
-
-def read_metrics(path: Path) -> pd.DataFrame:
-    """A metrics.csv with every contract column, numeric (a header-only file is zero measurements)."""
-    metrics = pd.read_csv(path)
-    missing = [col for col in METRIC_COLUMNS if col not in metrics.columns]
-    if missing:
-        raise ConfigError(f"{path}: missing metrics columns {missing}")
-    if metrics.empty:
-        return metrics.astype({col: float for col in METRIC_COLUMNS})
-    bad = [col for col in METRIC_COLUMNS if not pd.api.types.is_numeric_dtype(metrics[col])]
-    if bad:
-        raise ConfigError(f"{path}: non-numeric values in columns {bad}")
-    return metrics
+    order = {name: i for i, name in enumerate(task_names())}
+    return sorted(found, key=lambda k: (order.get(k.task, len(order)), k.task, k.lr, k.rho, k.seed or -1))
 
 
 def tidy_metrics(runs: list[Run]) -> pd.DataFrame:
-    """All runs' metrics in one long table: task, lr, rho, then the metrics columns."""
-    frames = [run.metrics.assign(task=run.task, lr=run.lr, rho=run.rho) for run in runs]
+    """All runs' metrics in one long table: task, lr, rho, seed, then the metrics columns."""
+    frames = [run.metrics.assign(task=run.key.task, lr=run.key.lr, rho=run.key.rho, seed=run.seed)
+              for run in runs]
     frames = [frame for frame in frames if len(frame)]  # empty frames would blur column dtypes
     if not frames:
         return pd.DataFrame({col: pd.Series(dtype=object if col == "task" else float)
@@ -115,8 +56,17 @@ def tidy_metrics(runs: list[Run]) -> pd.DataFrame:
 
 
 def runs_table(runs: list[Run]) -> pd.DataFrame:
-    rows = [{"task": r.task, "lr": r.lr, "rho": r.rho, **{k: r.info[k] for k in RUN_KEYS}} for r in runs]
+    rows = [{"task": r.key.task, "lr": r.key.lr, "rho": r.key.rho, "seed": r.seed,
+             **{k: r.record[k] for k in RUN_KEYS}} for r in runs]
     return pd.DataFrame(rows, columns=list(RUN_COLUMNS))
+
+
+def shown_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """One run per grid point, the one figures and edge agreement use: the first of its seeds (in
+    table order) that did not diverge, else its first seed."""
+    order = runs.assign(_diverged=runs["status"] == "diverged").reset_index(drop=True)
+    first = order.sort_values("_diverged", kind="stable").groupby(POINT_COLUMNS, sort=False).head(1)
+    return order.loc[sorted(first.index)].drop(columns="_diverged")
 
 
 def second_half(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -143,15 +93,24 @@ def ratio_stats(ratio: pd.Series, prefix: str) -> dict[str, float]:
     }
 
 
+def _seed_outcomes(point: pd.DataFrame) -> dict:
+    diverged = point[point["status"] == "diverged"]
+    return {"n_seeds": len(point), "n_seeds_diverged": len(diverged),
+            "diverged_at": "; ".join(f"seed {int(r.seed)}: step {int(r.steps)}" for r in diverged.itertuples())}
+
+
 def edge_agreement(metrics: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per run of `runs` (diverged ones marked) with ratio_stats for both edges."""
+    """One row per grid point of `runs`, for its shown run (diverged ones marked), with ratio_stats
+    for both edges and the outcome of each of the point's seeds."""
     groups = {key: frame for key, frame in metrics.groupby(KEY_COLUMNS, sort=False)}
+    points = {key: frame for key, frame in runs.groupby(POINT_COLUMNS, sort=False)}
     rows = []
-    for run in runs.itertuples(index=False):
-        frame = groups.get((run.task, run.lr, run.rho), metrics.iloc[:0])
+    for run in shown_runs(runs).itertuples(index=False):
+        frame = groups.get((run.task, run.lr, run.rho, run.seed), metrics.iloc[:0])
         half = second_half(frame)
-        row = {"task": run.task, "lr": run.lr, "rho": run.rho, "status": run.status,
+        row = {"task": run.task, "lr": run.lr, "rho": run.rho, "seed": run.seed, "status": run.status,
                "diverged": run.status == "diverged",
+               **_seed_outcomes(points[(run.task, run.lr, run.rho)]),
                "n_measurements": int(np.isfinite(frame["lambda_1"]).sum()), "n_second_half": len(half)}
         with np.errstate(divide="ignore", invalid="ignore"):
             for prefix, edge in EDGES.items():
@@ -161,13 +120,25 @@ def edge_agreement(metrics: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def agreement_summary(table: pd.DataFrame) -> dict[str, dict]:
-    """edge_agreement as {"task/lr/rho": {number columns}} for `dvc metrics show` (NaN -> null)."""
+    """A few numbers per task for `dvc metrics show` / `dvc exp show` (every run's numbers are in
+    edge_agreement.csv): runs, diverged, the median over GD runs (rho = 0) of their median
+    lambda_1/(2/eta), the median over SAM runs (rho > 0) of their median lambda_1/SAM edge and
+    the mean share of SAM measurements within 10% of the edge. Diverged runs are left out of the
+    numbers; none to summarise is null."""
+    def number(value: float) -> float | None:
+        return None if math.isnan(value) else float(value)
+
     summary = {}
-    for row in table.to_dict("records"):
-        key = f"{row['task']}/{fmt_value(row['lr'])}/{fmt_value(row['rho'])}"
-        summary[key] = {name: (None if isinstance(value, float) and math.isnan(value) else value)
-                        for name, value in row.items()
-                        if name not in ("task", "lr", "rho", "status")}
+    for task, runs in table.groupby("task", sort=False):
+        kept = runs[~runs["diverged"].astype(bool)]
+        gd, sam = kept[kept["rho"] == 0], kept[kept["rho"] > 0]
+        summary[task] = {
+            "runs": len(runs),
+            "diverged": int(runs["diverged"].astype(bool).sum()),
+            "gd_ratio_median": number(gd["gd_ratio_median"].median()),
+            "sam_ratio_median": number(sam["sam_ratio_median"].median()),
+            "sam_within_10pct": number(sam["sam_ratio_within_10pct"].mean()),
+        }
     return summary
 
 
@@ -180,11 +151,8 @@ def aggregate(runs_dir: str | Path, out_dir: str | Path, params_path: str | Path
               profile: str | None = None) -> list[Path]:
     """Read the runs (those of the profile's grid if params_path is given) and write the tables."""
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
-    if params_path is not None:
-        keys = [(task, float(lr), float(rho)) for task, lr, rho in grid(load_params(params_path), profile)]
-    else:
-        keys = discover(runs_dir)
-    runs = [read_run(runs_dir, *key) for key in sorted(keys, key=lambda key: _sort_key(*key))]
+    keys = profile_runs(load_params(params_path), profile) if params_path is not None else discover(runs_dir)
+    runs = [read_run(runs_dir, key) for key in keys]  # every run is checked before anything is written
     metrics, table = tidy_metrics(runs), runs_table(runs)
     agreement = edge_agreement(metrics, table)
     outputs = {"metrics.csv": metrics, "runs.csv": table, "edge_agreement.csv": agreement}
@@ -192,25 +160,3 @@ def aggregate(runs_dir: str | Path, out_dir: str | Path, params_path: str | Path
         _write_csv(frame, out_dir / name)
     write_json(out_dir / "edge_agreement.json", agreement_summary(agreement))
     return [out_dir / name for name in (*outputs, "edge_agreement.json")]
-
-
-def _main(args: argparse.Namespace) -> int:
-    if args.profile is not None and args.params is None:
-        raise ConfigError("--profile needs --params")
-    for path in aggregate(args.runs_dir, args.out_dir, args.params, args.profile):
-        print(path)
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "aggregate", help="collect runs into metrics.csv, runs.csv and edge_agreement.csv/.json",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs-dir", type=Path, default=Path("results/runs"),
-                        help="directory holding TASK/lrLR_rhoRHO/ run directories (default: %(default)s)")
-    parser.add_argument("--out-dir", type=Path, default=Path("results"), help="(default: %(default)s)")
-    parser.add_argument("--params", type=Path, default=None,
-                        help="params.yaml: aggregate exactly the runs of the profile's grid "
-                             "(a missing run is an error); default: every run found in --runs-dir")
-    parser.add_argument("--profile", default=None, help="profile of --params (default: its active one)")
-    parser.set_defaults(func=_main)

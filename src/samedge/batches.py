@@ -8,8 +8,9 @@ from typing import Protocol
 
 import torch
 
-from samedge.data import load_task, lm_crops
+from samedge.data import lm_crops, load_task
 from samedge.objective import Batch, chunk_data
+from samedge.tasks import get_task
 
 
 class BatchSource(Protocol):
@@ -50,15 +51,14 @@ class CropMinibatches:
         return self._crops[0][rows], self._crops[1][rows]
 
 
-def batch_source(task: str, cfg: dict, data_dir: Path, device: torch.device) -> BatchSource:
-    """Load the prepared data of `task` and the schedule of batches its config asks for."""
-    data = load_task(task, data_dir, cfg["data"]["n_train"])
-    train = cfg["train"]
-    if task == "shakespeare":
-        if train["batch_size"] is None:
-            raise ValueError("train.batch_size: the language model trains on minibatches; set an integer")
-        return CropMinibatches(data.train_codes, cfg["model"]["seq_len"], train["batch_size"],
-                               cfg["seed"], device)
-    if train["batch_size"] is not None:
+def full_batch(task: str, cfg: dict, data_dir: Path, device: torch.device) -> FullBatch:
+    """The prepared training set of `task` (a prefix of data.n_train examples) as one chunked batch."""
+    if cfg["train"]["batch_size"] is not None:
         raise ValueError(f"train.batch_size: {task} trains full-batch as in the paper; set it to null")
-    return FullBatch(data.x_train.to(device), data.y_train.to(device), train["chunk_size"])
+    data = load_task(task, data_dir, cfg["data"]["n_train"])
+    return FullBatch(data.x_train.to(device), data.y_train.to(device), cfg["train"]["chunk_size"])
+
+
+def batch_source(task: str, cfg: dict, data_dir: Path, device: torch.device) -> BatchSource:
+    """The schedule of batches the run config of a registered task asks for."""
+    return get_task(task).batches(cfg, data_dir, device)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
 from importlib import resources
 from pathlib import Path
@@ -10,11 +11,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-TASKS = ("mnist", "cifar10", "shakespeare")
+from samedge.errors import ConfigError
 
-
-class ConfigError(ValueError):
-    """A malformed params file, profile, override or argument; the message names the key."""
 
 
 def schema() -> dict:
@@ -25,8 +23,23 @@ def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "<top level>"
 
 
+def _non_finite(node: Any, path: tuple[str, ...] = ()) -> str | None:
+    """The key of the first NaN or +-inf in node, else None. JSON schema's `number` admits them
+    (NaN even passes `exclusiveMinimum`), yet no setting means anything non-finite, and run.json
+    must stay standard JSON."""
+    if isinstance(node, float) and not math.isfinite(node):
+        return ".".join(path) or "<top level>"
+    children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, child in children:
+        if (found := _non_finite(child, (*path, str(key)))) is not None:
+            return found
+    return None
+
+
 def validate_params(params: Any, source: str = "params.yaml") -> None:
     """Raise ConfigError naming the first offending key (deepest, most specific error first)."""
+    if (key := _non_finite(params)) is not None:
+        raise ConfigError(f"{source}: invalid value at '{key}': expected a finite number")
     validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(params), key=lambda e: (-len(e.absolute_path), e.message))
     if errors:
@@ -36,6 +49,29 @@ def validate_params(params: Any, source: str = "params.yaml") -> None:
         raise ConfigError(
             f"{source}: profile '{params['profile']}' is not one of {sorted(params['profiles'])}"
         )
+    for profile, blocks in params["profiles"].items():
+        for task, cfg in blocks.items():
+            _validate_task_block(f"{source}: profiles.{profile}.{task}", task, cfg)
+
+
+def _validate_task_block(where: str, task: str, cfg: dict) -> None:
+    """What the schema cannot know: the task is registered, its model block, its seeds' grid points."""
+    from samedge.tasks import TaskError, get_task
+
+    try:
+        model_schema = get_task(task).model_schema
+    except TaskError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    errors = sorted(jsonschema.Draft202012Validator(model_schema).iter_errors(cfg["model"]),
+                    key=lambda e: (-len(e.absolute_path), e.message))
+    if errors:
+        path = ".".join(str(p) for p in errors[0].absolute_path)
+        raise ConfigError(f"{where}.model{'.' + path if path else ''}: {errors[0].message}")
+    for i, entry in enumerate(cfg.get("seeds", [])):
+        for axis in ("lr", "rho"):
+            if axis in entry and not any(math.isclose(entry[axis], v) for v in cfg["grid"][axis]):
+                raise ConfigError(f"{where}.seeds[{i}].{axis}: {entry[axis]} is not in the grid's {axis} "
+                                  f"{cfg['grid'][axis]}")
 
 
 def load_params(path: str | os.PathLike = "params.yaml") -> dict:
@@ -46,6 +82,12 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict:
         params = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    from samedge.tasks import TaskError, register_user_tasks
+
+    try:
+        register_user_tasks(params if isinstance(params, dict) else {}, path.parent)
+    except (TaskError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{path}: tasks: {exc}") from exc
     validate_params(params, str(path))
     return params
 
@@ -59,7 +101,11 @@ def profile_config(params: dict, profile: str | None = None) -> dict:
 
 def parse_value(text: str) -> Any:
     """A `--set` value as YAML (ints, floats incl. 1e-3, null, lists, booleans), else the string."""
-    value = yaml.safe_load(text)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(f"{text!r} is not a valid YAML value ({problem}); quote lists, e.g. '[16,32]'") from exc
     if isinstance(value, str):
         try:
             return float(value)
@@ -83,20 +129,24 @@ def apply_overrides(task_cfg: dict, overrides: list[str]) -> dict:
             node = node[part]
         if leaf not in node:
             raise ConfigError(f"--set {key}: unknown key '{leaf}'; known here: {sorted(node)}")
-        node[leaf] = parse_value(text)
+        try:
+            node[leaf] = parse_value(text)
+        except ConfigError as exc:
+            raise ConfigError(f"--set {key}: {exc}") from exc
     return cfg
 
 
 def load_run_config(params_path: str | os.PathLike, profile: str | None, task: str,
                     overrides: list[str] = ()) -> dict:
     """The validated config of one run: profiles[profile][task] with overrides applied."""
-    if task not in TASKS:
-        raise ConfigError(f"task: unknown task '{task}'; expected one of {list(TASKS)}")
     params = load_params(params_path)
+    if task not in profile_config(params, profile):
+        raise ConfigError(f"task: '{task}' is not in profile '{profile or params['profile']}' of {params_path}; "
+                          f"it has {list(profile_config(params, profile))}")
     cfg = apply_overrides(profile_config(params, profile)[task], list(overrides))
     checked = copy.deepcopy(params)
     checked["profiles"][profile or params["profile"]][task] = cfg
-    validate_params(checked, f"{params_path} with --set {' '.join(overrides)}")
+    validate_params(checked, f"{params_path} with --set {' '.join(overrides)}" if overrides else str(params_path))
     return cfg
 
 
@@ -105,12 +155,16 @@ def fmt_value(x: float) -> str:
     return f"{float(x):.12g}"
 
 
-def run_name(lr: float, rho: float) -> str:
-    return f"lr{fmt_value(lr)}_rho{fmt_value(rho)}"
-
-
 def grid(params: dict, profile: str | None = None) -> list[tuple[str, float, float]]:
-    """Every (task, lr, rho) of a profile, in params order."""
+    """Every grid point (task, lr, rho) of a profile, in params order."""
     prof = profile_config(params, profile)
-    return [(task, lr, rho) for task in TASKS
-            for lr in prof[task]["grid"]["lr"] for rho in prof[task]["grid"]["rho"]]
+    return [(task, lr, rho) for task, cfg in prof.items()
+            for lr in cfg["grid"]["lr"] for rho in cfg["grid"]["rho"]]
+
+
+def point_seeds(cfg: dict, lr: float, rho: float) -> list[int]:
+    """The seeds a grid point runs: those of the task's `seeds:` entries naming it, else its `seed`."""
+    named = [seed for entry in cfg.get("seeds", [])
+             if math.isclose(entry["lr"], lr) and ("rho" not in entry or math.isclose(entry["rho"], rho))
+             for seed in entry["seeds"]]
+    return list(dict.fromkeys(named)) or [cfg["seed"]]

@@ -1,4 +1,5 @@
-"""The data layer: `samedge fetch TASK` and `load_task` for training.
+"""The data layer: `samedge fetch TASK` (a task's Dataset: its Source and its preparation) and
+`load_task` for training.
 
 data/raw/TASK/       the verified source files (from $SAMEDGE_DATA_MIRROR, else the network)
 data/prepared/TASK/  prepared .npy arrays and manifest.json (source, checksums of inputs and outputs,
@@ -6,11 +7,10 @@ data/prepared/TASK/  prepared .npy arrays and manifest.json (source, checksums o
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -19,12 +19,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from samedge.config import TASKS
-from samedge.data_fetch import MIRROR_ENV, DataError, Source, acquire, origin, source, trusted_raw
-from samedge.data_prepare import MANIFEST, prepare, sync_dir, write_prepared
+from samedge.data_fetch import MIRROR_ENV, DataError, Source, acquire, origin, trusted_raw
+from samedge.data_prepare import MANIFEST, Prepared, sync_dir, write_prepared
 from samedge.io import sha256_file
+from samedge.tasks import get_task
 
-__all__ = ["DataError", "TaskData", "fetch", "lm_crops", "load_task", "register"]
+__all__ = ["DataError", "Dataset", "TaskData", "fetch", "lm_crops", "load_task"]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A data set to fetch: where its files come from, and how they become prepared arrays."""
+
+    source: Source
+    prepare: Callable[[dict[str, Path], Path], Prepared]  # (verified files, scratch dir) -> arrays
 
 
 @dataclass
@@ -51,13 +59,22 @@ def _manifest(task: str, src: Source, files: dict[str, Path]) -> dict[str, Any]:
     }
 
 
+def dataset(task: str) -> Dataset:
+    """The Dataset of a registered task; a task that makes its own data has none to fetch."""
+    found = get_task(task).data
+    if found is None:
+        raise DataError(f"task {task!r} makes its own data: there is nothing to fetch")
+    return found
+
+
 def fetch(task: str, data_dir: str | os.PathLike = "data") -> list[Path]:
     """Get, verify and prepare one task; idempotent. Returns the files (re)written, none on a clean rerun.
 
     Everything is staged and checked before anything under raw/ or prepared/ is replaced, so a bad
     or interrupted fetch leaves the previous state (or nothing); existing files are re-verified by hash.
     """
-    src = source(task)
+    data = dataset(task)
+    src = data.source
     data_dir = Path(data_dir)
     raw_dir, prep_dir = data_dir / "raw" / task, data_dir / "prepared" / task
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -65,14 +82,14 @@ def fetch(task: str, data_dir: str | os.PathLike = "data") -> list[Path]:
         download, scratch = Path(tmp, "download"), Path(tmp, "scratch")
         download.mkdir()
         scratch.mkdir()
-        files = trusted_raw(task, raw_dir)
+        files = trusted_raw(src, raw_dir)
         fresh = files is None
         if files is None:
-            files = acquire(task, download)
+            files = acquire(src, download)
         try:
-            prepared = prepare(task, files, scratch)
+            prepared = data.prepare(files, scratch)
         except DataError as exc:
-            raise DataError(f"{task} from {origin(task) if fresh else raw_dir}: {exc}") from exc
+            raise DataError(f"{task} from {origin(src) if fresh else raw_dir}: {exc}") from exc
         manifest = _manifest(task, src, files)
         written = []
         if fresh:
@@ -96,7 +113,7 @@ def load_task(task: str, data_dir: str | os.PathLike = "data", n_train: int | No
     Images: n_train takes a prefix of the training set, re-centred by its own mean image (the held-out
     images by the same mean), so the set actually used has mean zero. Text: n_train must be None.
     """
-    source(task)
+    dataset(task)
     prep_dir = Path(data_dir) / "prepared" / task
     if not (prep_dir / MANIFEST).is_file():
         raise DataError(f"no prepared data for {task!r} in {prep_dir}: "
@@ -132,24 +149,3 @@ def lm_crops(codes: torch.Tensor, seq_len: int, generator: torch.Generator) -> t
     order = torch.randperm(count, generator=generator, device=generator.device).to(codes.device)
     crops = codes.reshape(-1)[: count * crop].reshape(count, crop)[order].long()
     return crops[:, :-1].contiguous(), crops[:, 1:].contiguous()
-
-
-def _run_fetch(args: argparse.Namespace) -> int:
-    try:
-        written = fetch(args.task, args.data_dir)
-    except DataError as exc:
-        print(f"samedge fetch: error: {exc}", file=sys.stderr)
-        return 1
-    prep_dir = Path(args.data_dir) / "prepared" / args.task
-    print(f"{args.task}: {len(written)} file(s) written; prepared data verified in {prep_dir}")
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "fetch", help="download, verify and prepare a data set",
-        description=f"Fetch TASK into DATA_DIR/raw/TASK and prepare it into DATA_DIR/prepared/TASK. "
-        f"With {MIRROR_ENV} set, files come from that local mirror and the network is never used.")
-    parser.add_argument("task", choices=TASKS, help="the data set")
-    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="data folder (default: data)")
-    parser.set_defaults(func=_run_fetch)

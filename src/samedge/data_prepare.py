@@ -1,8 +1,9 @@
-"""Decode verified source files into each task's prepared arrays and write them reproducibly.
+"""Decoding verified source files into prepared arrays (the formats the tasks use), written reproducibly.
 
-Images: pixels / 256 (exact in float32), centred by the mean image of the training set, stored
-float32 NCHW; the held-out images are centred by the same training mean. Text: ASCII codes, uint8.
-Arrays are .npy files (byte-identical on rerun, unlike .npz whose zip entries carry timestamps).
+Each task's module (samedge/tasks/) says which of these it applies to which files. Images: pixels /
+256 (exact in float32), centred by the mean image of the training set, stored float32 NCHW; the
+held-out images are centred by the same training mean. Text: ASCII codes, uint8. Arrays are .npy
+files (byte-identical on rerun, unlike .npz whose zip entries carry timestamps).
 """
 from __future__ import annotations
 
@@ -15,21 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torchvision.datasets.mnist import read_image_file, read_label_file
 from torchvision.datasets.utils import extract_archive
 
 from samedge.data_fetch import DataError
 from samedge.io import atomic_write, sha256_file
 
-N_CIFAR = 1000  # the first 1000 training (and test) examples, original file order
-N_TEST_LINES = 10_000  # tiny_shakespeare: the last 10,000 lines are held out
 NUM_CLASSES = 10
-# sha256 of the decoded CIFAR-10 arrays (see content_sha256), the same whichever file they came from:
-# the mirror's .npz or the python pickles in torchvision's md5-checked tarball.
-CIFAR_CONTENT_SHA256 = {
-    "train": "5198c1b0c98fbba0f5a62c043352122d9a195452ffa22fe496a3a4120a741155",  # data_batch_1, all 10000
-    "test": "be341b9572b9f821724a7b1a9470365006bdd37871a4247ec30154bb08c1537c",  # test_batch, first 1000
-}
 MANIFEST = "manifest.json"
 
 
@@ -37,10 +29,6 @@ MANIFEST = "manifest.json"
 class Prepared:
     arrays: dict[str, np.ndarray]  # output file stem -> array
     info: dict[str, Any] = field(default_factory=dict)  # preprocessing and stats, for the manifest
-
-
-def prepare(task: str, files: dict[str, Path], scratch: Path) -> Prepared:
-    return _PREPARERS[task](files, scratch)
 
 
 def content_sha256(x: np.ndarray, y: np.ndarray) -> str:
@@ -52,7 +40,7 @@ def content_sha256(x: np.ndarray, y: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def _images(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+def center_images(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
             info: dict[str, Any]) -> Prepared:
     """uint8 NCHW images -> pixels / 256 centred by the training mean image."""
     train = x_train.astype(np.float32) / 256
@@ -65,7 +53,7 @@ def _images(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test
     return Prepared(arrays, info)
 
 
-def _check_images(path: Path, x: np.ndarray, y: np.ndarray, image_shape: tuple[int, ...]) -> None:
+def check_images(path: Path, x: np.ndarray, y: np.ndarray, image_shape: tuple[int, ...]) -> None:
     if x.dtype != np.uint8 or x.shape[1:] != image_shape or y.shape != x.shape[:1]:
         raise DataError(f"{path.name}: expected uint8 images of shape (N, {', '.join(map(str, image_shape))}) "
                         f"and N labels, got {x.dtype} {x.shape} and labels {y.shape}")
@@ -73,25 +61,14 @@ def _check_images(path: Path, x: np.ndarray, y: np.ndarray, image_shape: tuple[i
         raise DataError(f"{path.name}: labels outside 0..{NUM_CLASSES - 1}")
 
 
-def _read_idx(path: Path, scratch: Path, reader: Callable[[str], Any]) -> np.ndarray:
+def read_idx(path: Path, scratch: Path, reader: Callable[[str], Any]) -> np.ndarray:
     try:
         return reader(str(extract_archive(path, scratch))).numpy()
     except Exception as exc:  # gzip, IDX header and size failures all mean one thing: a bad file
         raise DataError(f"{path.name}: not a valid gzip-compressed IDX file ({type(exc).__name__}: {exc})") from exc
 
 
-def _prepare_mnist(files: dict[str, Path], scratch: Path) -> Prepared:
-    split = {}
-    for name, prefix in (("train", "train"), ("test", "t10k")):
-        images, labels = files[f"{prefix}-images-idx3-ubyte.gz"], files[f"{prefix}-labels-idx1-ubyte.gz"]
-        x, y = _read_idx(images, scratch, read_image_file), _read_idx(labels, scratch, read_label_file)
-        _check_images(images, x, y, (28, 28))
-        split[name] = (x[:, None], y)  # add the channel axis: (N, 1, 28, 28)
-    info = {"preprocessing": "all MNIST training images (x_train) and test images (x_test)"}
-    return _images(*split["train"], *split["test"], info)
-
-
-def _read_cifar(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def read_cifar_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(x (N, 32, 32, 3) uint8 HWC, y int64) from the mirror's .npz or an original python batch."""
     try:
         if path.suffix == ".npz":
@@ -104,31 +81,11 @@ def _read_cifar(path: Path) -> tuple[np.ndarray, np.ndarray]:
             y = np.asarray(entry["labels"], np.int64)
     except Exception as exc:  # any decoding failure means a bad file
         raise DataError(f"{path.name}: cannot read CIFAR-10 arrays ({type(exc).__name__}: {exc})") from exc
-    _check_images(path, x, y, (32, 32, 3))
+    check_images(path, x, y, (32, 32, 3))
     return x, y
 
 
-def _prepare_cifar(files: dict[str, Path], scratch: Path) -> Prepared:
-    npz = "data_batch_1.npz" in files
-    paths = {"train": files["data_batch_1.npz" if npz else "data_batch_1"],
-             "test": files["test_batch_first1000.npz" if npz else "test_batch"]}
-    split, digests = {}, {}
-    for name, path in paths.items():
-        x, y = _read_cifar(path)
-        if name == "test":
-            x, y = x[:N_CIFAR], y[:N_CIFAR]
-        digests[name] = content_sha256(x, y)
-        if digests[name] != CIFAR_CONTENT_SHA256[name]:
-            raise DataError(f"{path.name}: sha256 of the decoded (x, y) arrays mismatch: "
-                            f"expected {CIFAR_CONTENT_SHA256[name]}, got {digests[name]}")
-        split[name] = (np.ascontiguousarray(x[:N_CIFAR].transpose(0, 3, 1, 2)), y[:N_CIFAR])
-    info = {"preprocessing": f"CIFAR-10: first {N_CIFAR} examples of data_batch_1 (x_train) and of test_batch "
-            "(x_test) in the original file order; HWC RGB -> CHW",
-            "content_sha256": {"data_batch_1": digests["train"], f"test_batch[:{N_CIFAR}]": digests["test"]}}
-    return _images(*split["train"], *split["test"], info)
-
-
-def _check_ascii(path: Path, data: bytes) -> None:
+def check_ascii(path: Path, data: bytes) -> None:
     high = np.flatnonzero(np.frombuffer(data, np.uint8) > 127)
     if high.size:
         pos = int(high[0])
@@ -136,26 +93,6 @@ def _check_ascii(path: Path, data: bytes) -> None:
         char = data[pos:pos + 4].decode("utf-8", errors="replace")[0]
         raise DataError(f"{path.name}: line {line}, column {column}: non-ASCII character {char!r} "
                         f"(byte 0x{data[pos]:02x}); characters must be ASCII codes (vocabulary 128)")
-
-
-def _prepare_text(files: dict[str, Path], scratch: Path) -> Prepared:
-    path = files["input.txt"]
-    data = path.read_bytes()
-    _check_ascii(path, data)
-    lines = data.splitlines(keepends=True)
-    if len(lines) <= N_TEST_LINES:
-        raise DataError(f"{path.name}: {len(lines)} lines; need more than the {N_TEST_LINES} held out as test")
-    test = b"".join(lines[-N_TEST_LINES:])
-    train = data[: len(data) - len(test)]
-    info = {"preprocessing": f"characters as ASCII codes (uint8, vocabulary 128); the last {N_TEST_LINES} "
-            "lines are test_codes, everything before them train_codes",
-            "chars": len(data), "lines": len(lines), "distinct_chars": len(set(data)),
-            "train_chars": len(train), "test_chars": len(test)}
-    return Prepared({"train_codes": np.frombuffer(train, np.uint8).copy(),
-                     "test_codes": np.frombuffer(test, np.uint8).copy()}, info)
-
-
-_PREPARERS = {"mnist": _prepare_mnist, "cifar10": _prepare_cifar, "shakespeare": _prepare_text}
 
 
 class _Hasher:

@@ -17,9 +17,6 @@ from torch import Tensor, nn
 # "truncated normal with variance s" really has variance s.
 TRUNCATION_STD = 0.87962566103423978
 
-TASKS = ("mnist", "cifar10", "shakespeare")
-
-
 def _check_sizes(**sizes: int) -> None:
     for name, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -236,29 +233,10 @@ def lm_loss(logits: Tensor, targets: Tensor) -> Tensor:
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten().long())
 
 
-_MODELS: dict[str, type[nn.Module]] = {"mnist": MLP, "cifar10": CNN, "shakespeare": Transformer}
-_LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "mnist": mse_loss, "cifar10": mse_loss, "shakespeare": lm_loss}
-
-
-def _check_task(task: str) -> None:
-    if task not in _MODELS:
-        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
-
-
-def build_model(task: str, model_cfg: dict) -> nn.Module:
-    """The task's model with `model_cfg` as constructor arguments, from torch's current RNG."""
-    _check_task(task)
-    cls = _MODELS[task]
+def build_from_config(cls: type[nn.Module], model_cfg: dict) -> nn.Module:
+    """cls(**model_cfg), drawn from torch's current RNG; a key cls does not take is a ValueError."""
     allowed = set(inspect.signature(cls).parameters)
     unknown = sorted(set(model_cfg) - allowed)
     if unknown:
-        raise ValueError(f"unknown model key(s) {unknown} for task {task!r} "
-                         f"({cls.__name__}); allowed: {sorted(allowed)}")
+        raise ValueError(f"unknown model key(s) {unknown} for {cls.__name__}; allowed: {sorted(allowed)}")
     return cls(**model_cfg)
-
-
-def loss_for(task: str) -> Callable[[Tensor, Tensor], Tensor]:
-    """The task's loss: a 0-d mean over the batch it is given."""
-    _check_task(task)
-    return _LOSSES[task]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -19,21 +18,21 @@ from typing import Any
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
+from samedge import checkpoint
 from samedge.batches import BatchSource
 from samedge.edge import gd_edge, sam_edge
+from samedge.errors import CheckpointError
 from samedge.io import atomic_write, write_json
-from samedge.models import build_model, loss_for
+from samedge.progress import Progress
 from samedge.provenance import device_name, versions
+from samedge.runs import EXTRA_COLUMNS, METRIC_COLUMNS, METRICS_FILE, RECORD_FILE
 from samedge.sam import SamGradient, apply_update, sam_gradient
+from samedge.tasks import get_task
 from samedge.tracker import EigenTracker
 
 log = logging.getLogger("samedge.train")
 
-METRIC_COLUMNS = ["step", "train_seconds", "loss", "grad_norm", "lambda_1", "lambda_2", "lambda_3",
-                  "gd_edge", "sam_edge", "align_grad", "align_sam_grad", "hvp_count"]
-EXTRA_COLUMNS = ["eig_rel_residual", "eig_converged", "wall_seconds"]
 CHECKPOINT_FILE = "checkpoint.pt"
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what schedulers expect from a job that stopped on TERM
 
@@ -94,6 +93,11 @@ def _cosine(a: Tensor, b: Tensor) -> float:
     return float(a @ b / denom) if denom > 0 else math.nan
 
 
+def edge_ratio_of(row: dict[str, Any]) -> float:
+    """lambda_1 / sam_edge for the log and the progress bar (NaN at a zero edge: ||g|| = 0 with rho > 0)."""
+    return row["lambda_1"] / row["sam_edge"] if row["sam_edge"] else math.nan
+
+
 def measurement_row(spec: RunSpec, state: RunState, grads: SamGradient, eig: Any) -> dict[str, Any]:
     """One metrics.csv row. v1 is oriented so align_grad >= 0 (an eigenvector's sign is arbitrary)."""
     values = [float(v) for v in eig.values]
@@ -138,8 +142,9 @@ class Trainer:
         train, tracker = spec.cfg["train"], spec.cfg["tracker"]
         self.train_cfg = train
         torch.manual_seed(spec.cfg["seed"])
-        self.model: nn.Module = build_model(spec.task, spec.cfg["model"]).to(spec.device)
-        self.loss_fn = loss_for(spec.task)
+        task = get_task(spec.task)
+        self.model: nn.Module = task.build_model(spec.cfg["model"]).to(spec.device)
+        self.loss_fn = task.loss
         self.tracker = EigenTracker(k=tracker["k"], tol=tracker["tol"], max_iters=tracker["max_iters"],
                                     method=tracker["method"], seed=spec.cfg["seed"])
         self.state = RunState()
@@ -154,18 +159,17 @@ class Trainer:
         payload = {"identity": self.spec.identity(), "state": vars(self.state),
                    "model": self.model.state_dict(), "tracker": self.tracker.state_dict(),
                    "rng": torch.get_rng_state()}
-        with atomic_write(self.checkpoint_path) as tmp:
-            torch.save(payload, tmp)
+        checkpoint.save(self.checkpoint_path, payload)
         self._last_checkpoint = time.monotonic()
 
     def try_resume(self) -> bool:
         if not self.checkpoint_path.is_file():
             return False
-        payload = torch.load(self.checkpoint_path, map_location=self.spec.device, weights_only=True)
+        payload = checkpoint.load(self.checkpoint_path, self.spec.device)
         if payload["identity"] != self.spec.identity():
-            raise ValueError(
-                f"checkpoint {self.checkpoint_path} belongs to a run with another task/lr/rho/config; "
-                "delete it to start this run afresh")
+            raise CheckpointError(
+                f"checkpoint {self.checkpoint_path} belongs to a run with another task/lr/rho/seed/config; "
+                "delete it to start this run afresh, or give this run another --checkpoint-dir")
         self.model.load_state_dict(payload["model"])
         self.tracker.load_state_dict(payload["tracker"])
         torch.set_rng_state(payload["rng"])
@@ -199,7 +203,7 @@ class Trainer:
             self.state.next_measure_s += self.train_cfg["measure_every_s"]
         log.info("step %d loss %.5g |g| %.4g lambda_1 %.5g sam_edge %.5g (ratio %.3f) gd_edge %.4g hvps %d",
                  row["step"], row["loss"], row["grad_norm"], row["lambda_1"], row["sam_edge"],
-                 row["lambda_1"] / row["sam_edge"], row["gd_edge"], row["hvp_count"])
+                 edge_ratio_of(row), row["gd_edge"], row["hvp_count"])
         if self.on_measure is not None:
             self.on_measure(self, batch, grads, row)
         return row
@@ -209,8 +213,8 @@ class Trainer:
         spec, state = self.spec, self.state
         preemption = Preemption()
         status, reason = "completed", None
-        bar = tqdm(total=self.train_cfg["max_steps"], initial=state.step, unit="step",
-                   desc=f"{spec.task} lr={spec.lr:g} rho={spec.rho:g}", mininterval=2.0, disable=None)
+        bar = Progress(f"{spec.task} lr={spec.lr:g} rho={spec.rho:g}", state, self.train_cfg["max_steps"],
+                       self.train_cfg["time_budget_s"])
         try:
             while not self._finished():
                 wall_start = time.perf_counter()
@@ -225,13 +229,13 @@ class Trainer:
                     break
                 if self._measurement_due():
                     row = self._measure(batch, grads)
-                    bar.set_postfix(loss=f"{grads.loss:.4g}", l1_over_edge=f"{row['lambda_1'] / row['sam_edge']:.3f}")
+                    bar.set_postfix(loss=f"{grads.loss:.4g}", l1_over_edge=f"{edge_ratio_of(row):.3f}")
                 start = _clock(spec.device)
                 apply_update(self.model, grads.sam_grad, spec.lr)
                 state.train_seconds += elapsed + _clock(spec.device) - start
                 state.step += 1
                 state.wall_seconds += time.perf_counter() - wall_start
-                bar.update(1)
+                bar.update()
                 if preemption.requested:
                     self.save_checkpoint()
                     log.warning("SIGTERM: checkpoint written at step %d; exiting", state.step)
@@ -253,10 +257,10 @@ class Trainer:
                   "total_hvps": sum(r["hvp_count"] for r in state.rows), "measurements": len(state.rows), "resumes": state.resumes}
         extra = [c for c in state.rows[0] if c not in METRIC_COLUMNS] if state.rows else EXTRA_COLUMNS
         frame = pd.DataFrame(state.rows, columns=METRIC_COLUMNS + extra)
-        with atomic_write(spec.out_dir / "metrics.csv") as tmp:
+        with atomic_write(spec.out_dir / METRICS_FILE) as tmp:
             frame.to_csv(tmp, index=False)
-        write_json(spec.out_dir / "run.json", record)
-        shutil.rmtree(spec.checkpoint_dir, ignore_errors=True)
+        write_json(spec.out_dir / RECORD_FILE, record)
+        checkpoint.remove(self.checkpoint_path)  # only the files this run wrote
         return record
 
 

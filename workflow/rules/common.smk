@@ -1,10 +1,13 @@
-# Shared names and helpers: the grid comes from samedge.config.grid (never repeated here).
+# Shared names and helpers: the runs come from samedge.runs.profile_runs (never repeated here), the
+# tasks from the registry (samedge.tasks: the built-in ones and those named under `tasks:`).
 import json
 
 from snakemake.utils import validate
 
-from samedge.config import TASKS, grid, profile_config, run_name
+from samedge.config import fmt_value, profile_config, validate_params
+from samedge.runs import profile_runs
 from samedge.figure_specs import FIGURES, figure_files
+from samedge.tasks import get_task, register_user_tasks
 
 # Pipeline switches given with --config KEY=VALUE; they choose how jobs run, not what they
 # compute, so they are not part of params.yaml and are left out of its schema validation.
@@ -17,9 +20,14 @@ validate(
 for _switch, _allowed in PIPELINE_SWITCHES.items():
     if config.setdefault(_switch, _allowed[0]) not in _allowed:
         raise ValueError(f"--config {_switch}={config[_switch]!r}: expected one of {list(_allowed)}")
+# What the schema cannot check: registered tasks, each task's model block, non-finite values.
+register_user_tasks(config, workflow.basedir)
+validate_params({key: value for key, value in config.items() if key not in PIPELINE_SWITCHES})
 
 PROFILE = config["profile"]
-RUNS = grid(config, PROFILE)  # every (task, lr, rho) of the profile; unknown profile -> ConfigError
+TASKS = list(profile_config(config, PROFILE))  # the profile's tasks, in params order
+RUNS = profile_runs(config, PROFILE)  # every run (task, lr, rho, seed) of the profile
+RUN_BY_DIR = {(key.task, key.name): key for key in RUNS}
 DEVICE = config["device"]
 GPUS_PER_TRAIN_JOB = 1 if DEVICE == "cuda" else 0
 CONTAINER = "containers/samedge.sif"  # built by `apptainer build containers/samedge.sif containers/samedge.def`
@@ -27,31 +35,39 @@ CONTAINER = "containers/samedge.sif"  # built by `apptainer build containers/sam
 
 wildcard_constraints:
     task="|".join(TASKS),
-    lr=r"[0-9.e+-]+",
-    rho=r"[0-9.e+-]+",
-
-
-def run_dir(task, lr, rho):
-    return f"results/runs/{task}/{run_name(lr, rho)}"
+    run=r"lr[^/]+",
 
 
 def task_run_outputs(task):
     """metrics.csv and run.json of every run of `task` in the active profile."""
     return [
-        f"{run_dir(t, lr, rho)}/{name}"
-        for t, lr, rho in RUNS
-        if t == task
+        f"results/runs/{key.task}/{key.name}/{name}"
+        for key in RUNS
+        if key.task == task
         for name in ("metrics.csv", "run.json")
     ]
 
 
+def run_key(wildcards):
+    return RUN_BY_DIR[(wildcards.task, wildcards.run)]
+
+
+def run_seed(wildcards):
+    """The seed a run uses: its own, or its task's default seed."""
+    key = run_key(wildcards)
+    return profile_config(config, PROFILE)[key.task]["seed"] if key.seed is None else key.seed
+
+
+def task_data(wildcards):
+    """The prepared data a task's runs read; none for a task that makes its own data."""
+    return [f"data/prepared/{wildcards.task}"] if get_task(wildcards.task).data is not None else []
+
+
 def run_settings(wildcards):
-    """The run's settings (its task block without the grid); Snakemake records this param, so a
-    changed setting reruns the run (params rerun trigger) while a changed grid adds only new runs."""
+    """The run's settings (its task block without the grid and seed lists); Snakemake records this
+    param, so a changed setting reruns the run (params rerun trigger) while a changed grid adds only
+    new runs."""
     settings = dict(profile_config(config, PROFILE)[wildcards.task])
     settings.pop("grid")
+    settings.pop("seeds", None)
     return json.dumps(settings, sort_keys=True)
-
-
-def paper_figure_files():
-    return [str(path) for number in FIGURES for path in figure_files(number)]

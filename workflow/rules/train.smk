@@ -4,26 +4,30 @@
 
 rule train:
     input:
-        data="data/prepared/{task}",
+        data=task_data,
     output:
-        metrics="results/runs/{task}/lr{lr}_rho{rho}/metrics.csv",
-        run="results/runs/{task}/lr{lr}_rho{rho}/run.json",
+        metrics="results/runs/{task}/{run}/metrics.csv",
+        run="results/runs/{task}/{run}/run.json",
     params:
         out_dir=subpath(output.metrics, parent=True),
-        checkpoint_dir="checkpoints/runs/{task}/lr{lr}_rho{rho}",
+        checkpoint_dir="checkpoints/runs/{task}/{run}",
+        lr=lambda wildcards: fmt_value(run_key(wildcards).lr),
+        rho=lambda wildcards: fmt_value(run_key(wildcards).rho),
+        seed=run_seed,
         profile=PROFILE,
         device=DEVICE,
         settings=run_settings,
+        code=CODE["train"],
     log:
-        "logs/train/{task}/lr{lr}_rho{rho}.log",
+        "logs/train/{task}/{run}.log",
     benchmark:
-        "results/benchmarks/{task}/lr{lr}_rho{rho}.tsv"
+        "results/benchmarks/{task}/{run}.tsv"
     threads: 1
     resources:
         gpu=GPUS_PER_TRAIN_JOB,
     container: CONTAINER
     shell:
-        "samedge train --task {wildcards.task} --lr {wildcards.lr} --rho {wildcards.rho}"
+        "samedge train --task {wildcards.task} --lr {params.lr} --rho {params.rho} --set seed={params.seed}"
         " --profile {params.profile} --params params.yaml --data-dir data"
         " --device {params.device} --threads {threads}"
         " --out {params.out_dir} --checkpoint-dir {params.checkpoint_dir} > {log} 2>&1"

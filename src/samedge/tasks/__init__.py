@@ -1,0 +1,141 @@
+"""The task registry: what a task is, and where each one is defined.
+
+A task is one Python module that defines `TASK = Task(...)`: its model (builder and the JSON schema
+of its `model:` block), loss, batches (full batch or minibatches), its data (a Dataset to fetch, or
+none when it makes its own), and the paper figures it takes part in. The paper's three tasks live in
+this package; a user's task is one more module, named in params.yaml:
+
+    tasks:
+      teacher: {module: examples/teacher_student.py}   # a file (relative to params.yaml) or a dotted module
+
+Nothing outside this package branches on a task's name: the workflow, the CLI, aggregation and the
+figures ask the registry.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from samedge.errors import ConfigError
+
+BUILTIN: dict[str, str] = {
+    "mnist": "samedge.tasks.mnist",
+    "cifar10": "samedge.tasks.cifar10",
+    "shakespeare": "samedge.tasks.shakespeare",
+}
+
+
+class TaskError(ConfigError):
+    """An unknown task, or a task module that does not define a valid TASK."""
+
+
+@dataclass(frozen=True)
+class PaperFigures:
+    """How a task appears in the paper's figures (numbered in registry order after figure 1)."""
+
+    rho: float                    # the rho of the paper's SAM figures for this task
+    zoom: str = "eigenvalues"     # "eigenvalues" (lambda_1..3) or "opnorm" (max |lambda_i|) in the zoomed figure
+
+
+@dataclass(frozen=True)
+class Task:
+    """Everything samedge needs to know about a task.
+
+    build_model(model_cfg) -> nn.Module, drawn from torch's current RNG (the run seeds it).
+    loss(outputs, targets) -> the mean over the batch it is given (0-d tensor).
+    batches(cfg, data_dir, device) -> an object with .batch(step): the (inputs, targets) batch, or
+        list of chunks forming one full batch, that step trains and measures on. A pure function of
+        (step, cfg["seed"]), so resumed runs see the same batches.
+    data: the samedge.data.Dataset that `samedge fetch` gets and prepares under
+        data_dir/prepared/<name> (batches() then reads it with samedge.data.load_task); None when
+        batches() makes its data itself (no fetch step).
+    minibatch: True for SGD on minibatches (every quantity measured on the current minibatch),
+        False for full-batch GD/SAM. The figures call the base optimizer SGD or GD accordingly.
+    """
+
+    name: str
+    label: str
+    build_model: Callable[[dict], Any]
+    loss: Callable[[Any, Any], Any]
+    batches: Callable[[dict, Path, Any], Any]
+    data: Any = None
+    minibatch: bool = False
+    model_schema: dict = field(default_factory=lambda: {"type": "object"})
+    paper: PaperFigures | None = None
+
+    @property
+    def base_optimizer(self) -> str:
+        return "SGD" if self.minibatch else "GD"
+
+
+_user_modules: dict[str, str] = {}   # task name -> module spec, from params.yaml `tasks:`
+_loaded: dict[str, Task] = {}
+
+
+def register_user_tasks(params: dict, base_dir: str | os.PathLike = ".") -> None:
+    """Record the `tasks:` of a params file (module paths relative to base_dir); loaded on first use."""
+    for name, entry in (params.get("tasks") or {}).items():
+        if name in BUILTIN:
+            raise TaskError(f"tasks.{name}: a built-in task has this name; choose another")
+        spec = entry["module"]
+        if spec.endswith(".py") and not Path(spec).is_absolute():
+            spec = str((Path(base_dir) / spec).resolve())
+        if _user_modules.get(name, spec) != spec:
+            _loaded.pop(name, None)
+        _user_modules[name] = spec
+
+
+def task_names() -> list[str]:
+    """Every registered task: the built-in ones, then the user's in params order."""
+    return [*BUILTIN, *_user_modules]
+
+
+def get_task(name: str) -> Task:
+    if name not in _loaded:
+        spec = BUILTIN.get(name) or _user_modules.get(name)
+        if spec is None:
+            raise TaskError(f"unknown task {name!r}; expected one of {task_names()} "
+                            "(a task of your own is named in params.yaml under `tasks:`)")
+        _loaded[name] = _task_of(_import(spec), name, spec)
+    return _loaded[name]
+
+
+def module_file(name: str) -> Path:
+    """The file that defines task `name` (the workflow reruns its jobs when it changes)."""
+    get_task(name)
+    spec = BUILTIN.get(name) or _user_modules[name]
+    return Path(spec) if spec.endswith(".py") else Path(sys.modules[spec].__file__)
+
+
+def _import(spec: str) -> ModuleType:
+    if spec in BUILTIN.values():  # an import error here is a bug in samedge, not bad input
+        return importlib.import_module(spec)
+    try:
+        if not spec.endswith(".py"):
+            return importlib.import_module(spec)
+        module_name = f"samedge_user_task_{Path(spec).stem}"
+        loader = importlib.util.spec_from_file_location(module_name, spec)
+        if loader is None or not Path(spec).is_file():
+            raise FileNotFoundError(spec)
+        module = importlib.util.module_from_spec(loader)
+        sys.modules[module_name] = module
+        loader.loader.exec_module(module)
+        return module
+    except (ImportError, FileNotFoundError) as exc:
+        raise TaskError(f"task module {spec}: cannot import it ({type(exc).__name__}: {exc})") from exc
+
+
+def _task_of(module: ModuleType, name: str, spec: str) -> Task:
+    task = getattr(module, "TASK", None)
+    if not isinstance(task, Task):
+        raise TaskError(f"task module {spec}: defines no TASK = samedge.tasks.Task(...)")
+    if task.name != name:
+        raise TaskError(f"task module {spec}: its TASK is named {task.name!r}, params.yaml calls it {name!r}")
+    return task
