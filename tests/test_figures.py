@@ -11,16 +11,19 @@ import pytest
 
 from samedge import figures
 from samedge.aggregate import aggregate
+from samedge.cli import figure as figure_cli
 from samedge.config import ConfigError
-from samedge.figure_specs import FIGURES, SAM_RHO, figure_files, run_figure_files
-from tests.synthetic import DIVERGED, EMPTY, GRID, write_grid
+from samedge.figure_specs import FIGURES, figure_files, grid_figure_files, run_figure_files
+from samedge.runs import RunKey
+from samedge.tasks import get_task
+from tests.synthetic import DIVERGED, EMPTY, GRID, write_grid, write_run
 
 REPORT = Path(__file__).resolve().parents[1] / "workflow" / "report"
 
 
 def run_cli(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="samedge")
-    figures.register(parser.add_subparsers(dest="command", required=True))
+    figure_cli.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["figure", *map(str, argv)])
     return args.func(args)
 
@@ -49,9 +52,10 @@ def test_figure_table():
     assert FIGURES[14].kind == "opnorm_sam_zoom" and FIGURES[1].task is None
     assert figure_files(3, "out") == (Path("out/fig03_mnist_sam_eigenvalues.pdf"),
                                       Path("out/fig03_mnist_sam_eigenvalues.png"))
-    assert run_figure_files("mnist", 0.3, 0.1, "out")[0] == Path("out/runs/mnist_lr0.3_rho0.1.pdf")
+    assert run_figure_files(RunKey("mnist", 0.3, 0.1), "out")[0] == Path("out/runs/mnist_lr0.3_rho0.1.pdf")
+    assert run_figure_files(RunKey("mnist", 0.3, 0.1, 2), "out")[0] == Path("out/runs/mnist_lr0.3_rho0.1_seed2.pdf")
     for n in (3, 4, 6, 8, 13, 14, 16):
-        assert f"ρ = {SAM_RHO[FIGURES[n].task]}" in FIGURES[n].title
+        assert f"ρ = {get_task(FIGURES[n].task).paper.rho}" in FIGURES[n].title
 
 
 def test_every_figure_has_a_caption():
@@ -125,7 +129,7 @@ def test_run_sets_for_runs_that_did_not_diverge(tmp_path):
     aggregate(tmp_path / "runs", tmp_path)
     assert run_cli("runs", "--results", tmp_path, "--out", tmp_path) == 0
     written = sorted(p.name for p in (tmp_path / "runs").glob("*.pdf"))
-    assert written == sorted(run_figure_files(*key, tmp_path)[0].name for key in
+    assert written == sorted(run_figure_files(RunKey(*key), tmp_path)[0].name for key in
                              [("mnist", lr, rho) for lr in GRID["mnist"][0] for rho in GRID["mnist"][1]]
                              if key != DIVERGED)
     with pytest.raises(ConfigError, match="diverged at step"):
@@ -135,8 +139,8 @@ def test_run_sets_for_runs_that_did_not_diverge(tmp_path):
 def test_run_set_of_a_run_without_measurements(results, tmp_path):
     task, lr, rho = EMPTY
     assert run_cli("run", "--task", task, "--lr", lr, "--rho", rho, "--results", results, "--out", tmp_path) == 0
-    assert is_pdf_and_png(*run_figure_files(*EMPTY, tmp_path))
-    fig = figures.run_figure(figures.Results.load(results), *EMPTY)
+    assert is_pdf_and_png(*run_figure_files(RunKey(*EMPTY), tmp_path))
+    fig = figures.run_figure(figures.Results.load(results), RunKey(*EMPTY))
     assert all(not ax.lines and "no measurements" in ax.texts[0].get_text() for ax in fig.axes[:4])
 
 
@@ -160,3 +164,28 @@ def test_missing_or_malformed_tables(results, tmp_path):
         run_cli(2, "--results", tmp_path, "--out", tmp_path)
     with pytest.raises(ConfigError, match="unknown figure number 99"):
         figures.paper_figure(99, None)
+
+
+def test_grid_figure_has_a_panel_per_lr_and_rho(results, loaded, tmp_path):
+    fig = figures.grid_figure(loaded, "mnist")
+    titles = sorted(ax.get_title() for ax in fig.axes)
+    assert titles == sorted(f"η = {lr:g}, ρ = {rho:g}" for lr in GRID["mnist"][0] for rho in GRID["mnist"][1])
+    diverged = next(ax for ax in fig.axes if ax.get_title() == "η = 1, ρ = 0.1")
+    assert not diverged.lines and "diverged" in diverged.texts[0].get_text()
+    drawn = next(ax for ax in fig.axes if ax.get_title() == "η = 0.3, ρ = 0.1")
+    assert len(drawn.lines) == 5 and drawn.get_yscale() == "log"   # lambda_1..3, 2/eta, SAM edge
+    assert run_cli("grids", "--results", results, "--out", tmp_path) == 0
+    assert all(is_pdf_and_png(*grid_figure_files(task, tmp_path)) for task in GRID)
+
+
+def test_figures_show_the_first_seed_that_did_not_diverge(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, "cifar10", 0.01, 0.0, status="diverged", reason="loss nan at step 13")
+    write_run(runs, "cifar10", 0.01, 0.0, seed=3)
+    aggregate(runs, tmp_path)
+    loaded = figures.Results.load(tmp_path)
+    fig = figures.paper_figure(7, loaded)
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(),
+                               loaded.metrics.query("seed == 3")["lambda_1"])
+    assert "η = 0.01, ρ = 0: seed 3 shown; seed 0: loss nan at step 13" in figures.footnote(fig)
+    assert figures.completed_runs(loaded) == [RunKey("cifar10", 0.01, 0.0, 3)]

@@ -2,7 +2,8 @@
 
 Outputs (in --out-dir):
 - metrics.csv: task, lr, rho, seed + every column of every run's metrics.csv (extra columns kept).
-- runs.csv: one row per run: task, lr, rho, seed, status, reason, steps, wall_seconds, total_hvps.
+- runs.csv: one row per run: task, lr, rho, seed, run (its directory), status, reason, steps,
+  wall_seconds, total_hvps.
 - edge_agreement.csv / .json: one row per grid point (task, lr, rho), for the run the figures show
   (the first of its seeds that did not diverge, else its first seed): over the second half of its
   measurements, the median and interquartile range of lambda_1/sam_edge and lambda_1/gd_edge and the
@@ -24,7 +25,7 @@ from samedge.tasks import task_names
 
 KEY_COLUMNS = ["task", "lr", "rho", "seed"]
 POINT_COLUMNS = ["task", "lr", "rho"]
-RUN_COLUMNS = (*KEY_COLUMNS, *RUN_KEYS)
+RUN_COLUMNS = (*KEY_COLUMNS, "run", *RUN_KEYS)  # run: the run directory's name
 WITHIN = 0.1  # "at the edge" = lambda_1 within 10% of it
 EDGES = {"sam": "sam_edge", "gd": "gd_edge"}
 
@@ -56,7 +57,7 @@ def tidy_metrics(runs: list[Run]) -> pd.DataFrame:
 
 
 def runs_table(runs: list[Run]) -> pd.DataFrame:
-    rows = [{"task": r.key.task, "lr": r.key.lr, "rho": r.key.rho, "seed": r.seed,
+    rows = [{"task": r.key.task, "lr": r.key.lr, "rho": r.key.rho, "seed": r.seed, "run": r.key.name,
              **{k: r.record[k] for k in RUN_KEYS}} for r in runs]
     return pd.DataFrame(rows, columns=list(RUN_COLUMNS))
 

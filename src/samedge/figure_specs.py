@@ -1,14 +1,17 @@
-"""The paper's figures as a table (number -> slug, task, kind, title) and their file names.
+"""The figures as a table (number -> slug, task, kind, title) and their file names.
 
 Kept free of plotting imports so the Snakefile can import it to name rule outputs:
-results/figures/fig{NN:02d}_{slug}.pdf/.png, per run results/figures/runs/{task}_lr{lr}_rho{rho}.pdf/.png.
+results/figures/fig{NN:02d}_{slug}.pdf/.png (the paper's figures, numbered as in the paper: figure 1,
+then five for each built-in task that declares `paper=` in its module), per run
+results/figures/runs/{task}_{run}.pdf/.png, per task results/figures/tasks/{task}_grid.pdf/.png.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import NamedTuple
 
-from samedge.config import TASKS, run_name
+from samedge.runs import RunKey
+from samedge.tasks import BUILTIN, get_task
 
 
 class FigureSpec(NamedTuple):
@@ -18,35 +21,29 @@ class FigureSpec(NamedTuple):
     title: str
 
 
-# The rho of the paper's SAM figures: 0.1 for the image tasks, 0.3 for the language model.
-SAM_RHO = {"mnist": 0.1, "cifar10": 0.1, "shakespeare": 0.3}
-TASK_LABEL = {"mnist": "MNIST (MLP)", "cifar10": "CIFAR-10 (CNN)", "shakespeare": "tiny_shakespeare (Transformer)"}
-# Full-batch GD for the image tasks, minibatch SGD for the language model.
-BASE_OPTIMIZER = {"mnist": "GD", "cifar10": "GD", "shakespeare": "SGD"}
-
-
-def _task_figures(task: str) -> list[FigureSpec]:
-    base, rho, label = BASE_OPTIMIZER[task], SAM_RHO[task], TASK_LABEL[task]
-    zoom = (FigureSpec(f"{task}_sam_opnorm_zoom", task, "opnorm_sam_zoom",
+def _task_figures(name: str) -> list[FigureSpec]:
+    task = get_task(name)
+    base, rho, label = task.base_optimizer, task.paper.rho, task.label
+    zoom = (FigureSpec(f"{name}_sam_opnorm_zoom", name, "opnorm_sam_zoom",
                        f"{label}, SAM ρ = {rho}: operator norm and the SAM edge")
-            if task == "shakespeare" else
-            FigureSpec(f"{task}_sam_eigenvalues_zoom", task, "eigs_sam_zoom",
+            if task.paper.zoom == "opnorm" else
+            FigureSpec(f"{name}_sam_eigenvalues_zoom", name, "eigs_sam_zoom",
                        f"{label}, SAM ρ = {rho}: top Hessian eigenvalues near the SAM edge"))
     return [
-        FigureSpec(f"{task}_{base.lower()}_eigenvalues", task, "eigs_gd",
+        FigureSpec(f"{name}_{base.lower()}_eigenvalues", name, "eigs_gd",
                    f"{label}, {base}: top Hessian eigenvalues"),
-        FigureSpec(f"{task}_sam_eigenvalues", task, "eigs_sam",
+        FigureSpec(f"{name}_sam_eigenvalues", name, "eigs_sam",
                    f"{label}, SAM ρ = {rho}: top Hessian eigenvalues"),
         zoom,
-        FigureSpec(f"{task}_loss", task, "loss", f"{label}: training loss, {base} and SAM ρ = {rho}"),
-        FigureSpec(f"{task}_alignment", task, "alignment",
+        FigureSpec(f"{name}_loss", name, "loss", f"{label}: training loss, {base} and SAM ρ = {rho}"),
+        FigureSpec(f"{name}_alignment", name, "alignment",
                    f"{label}, SAM ρ = {rho}: alignment of the gradients with v₁"),
     ]
 
 
 FIGURES: dict[int, FigureSpec] = dict(enumerate(
     [FigureSpec("edge_ratio", None, "edge_ratio", "SAM edge / (2/η) against α = η‖g‖/(2ρ)"),
-     *(spec for task in TASKS for spec in _task_figures(task))], start=1))
+     *(spec for name in BUILTIN if get_task(name).paper for spec in _task_figures(name))], start=1))
 
 
 def figure_stem(number: int) -> str:
@@ -58,10 +55,14 @@ def figure_files(number: int, out_dir: str | Path = "results/figures") -> tuple[
     return _pair(Path(out_dir) / figure_stem(number))
 
 
-def run_figure_files(task: str, lr: float, rho: float,
-                     out_dir: str | Path = "results/figures") -> tuple[Path, Path]:
+def run_figure_files(key: RunKey, out_dir: str | Path = "results/figures") -> tuple[Path, Path]:
     """The (pdf, png) of one run's supplementary figure set, under out_dir/runs/."""
-    return _pair(Path(out_dir) / "runs" / f"{task}_{run_name(lr, rho)}")
+    return _pair(Path(out_dir) / "runs" / f"{key.task}_{key.name}")
+
+
+def grid_figure_files(task: str, out_dir: str | Path = "results/figures") -> tuple[Path, Path]:
+    """The (pdf, png) of a task's grid figure (a panel per lr x rho), under out_dir/tasks/."""
+    return _pair(Path(out_dir) / "tasks" / f"{task}_grid")
 
 
 def _pair(stem: Path) -> tuple[Path, Path]:

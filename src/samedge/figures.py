@@ -1,14 +1,15 @@
-"""`samedge figure`: the paper's figures (FIGURES in figure_specs.py) and a figure set per run.
+"""The figures: the paper's (FIGURES in figure_specs.py), a figure set per run, a grid figure per task.
 
 Every figure reads the aggregated tables results/metrics.csv and results/runs.csv (figure 1 is
-analytic and reads nothing). Panels are one per learning rate of the task's grid (runs.csv). A
-panel whose run diverged, has no measurements, or whose rho is not in the grid is drawn empty with
-the reason; the footnote under the figure lists the diverged runs left out. Eigenvalues are the
-signed top-3 eigenvalues (the paper plots magnitudes; they agree when they are positive).
+analytic and reads nothing) and is laid out by seaborn's FacetGrid: the paper's figures have a
+panel per learning rate of the task's grid, a task's grid figure a panel per (lr, rho). A grid point
+shows the first of its seeds that did not diverge (samedge.aggregate.shown_runs). A panel whose run
+diverged, has no measurements, or whose rho is not in the grid is drawn empty with the reason; the
+footnote under the figure lists the runs left out. Eigenvalues are the signed top-3 eigenvalues
+(the paper plots magnitudes; they agree when they are positive).
 """
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,20 +17,22 @@ from pathlib import Path
 from typing import NamedTuple
 
 import matplotlib as mpl
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib import ticker
 from matplotlib.axes import Axes
-from matplotlib.figure import Figure  # figures built without pyplot: no backend state, no GUI
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from samedge.aggregate import KEY_COLUMNS, METRIC_COLUMNS, RUN_COLUMNS
+from samedge.aggregate import KEY_COLUMNS, POINT_COLUMNS, RUN_COLUMNS, shown_runs
 from samedge.config import ConfigError, fmt_value
 from samedge.edge import edge_ratio
-from samedge.figure_specs import (BASE_OPTIMIZER, FIGURES, SAM_RHO, TASK_LABEL, figure_files,
-                                  run_figure_files)
+from samedge.figure_specs import FIGURES
 from samedge.io import atomic_write
+from samedge.runs import METRIC_COLUMNS, RunKey, parse_run_name
+from samedge.tasks import TaskError, get_task
 
 X_AXES = {"seconds": ("train_seconds", "training time (s)"), "step": ("step", "step")}
 PANEL_SIZE = (3.4, 2.5)  # inches per panel
@@ -52,6 +55,7 @@ GD_EDGE, SAM_EDGE, OPNORM = r"$2/\eta$", "SAM edge", r"$\|H\|$ = max$_i\,|\lambd
 ALIGN = {"align_grad": r"$|\cos(\nabla L(w),\, v_1)|$",
          "align_sam_grad": r"$|\cos(\nabla L(w + \rho g/\|g\|),\, v_1)|$ (SAM)"}
 RATIO = r"$\lambda_1$ / SAM edge"
+EIGS = {**LAM, "gd_edge": GD_EDGE, "sam_edge": SAM_EDGE}
 STYLES = {
     LAM["lambda_1"]: Style(_CB[0], ""), LAM["lambda_2"]: Style(_CB[2], ""),
     LAM["lambda_3"]: Style(_CB[4], ""), OPNORM: Style(_CB[0], ""),
@@ -61,8 +65,22 @@ STYLES = {
 }
 
 
+def task_label(task: str) -> str:
+    try:
+        return get_task(task).label
+    except TaskError:  # a task of another params file: its name is all we have
+        return task
+
+
+def base_optimizer(task: str) -> str:
+    try:
+        return get_task(task).base_optimizer
+    except TaskError:
+        return "GD"
+
+
 def loss_label(task: str, rho: float) -> str:
-    name = BASE_OPTIMIZER[task] if rho == 0 else "SAM"
+    name = base_optimizer(task) if rho == 0 else "SAM"
     return rf"{name} ($\rho$ = {fmt_value(rho)})"
 
 
@@ -80,6 +98,9 @@ class Results:
     metrics: pd.DataFrame
     runs: pd.DataFrame
 
+    def __post_init__(self) -> None:
+        self.shown = shown_runs(self.runs)
+
     @classmethod
     def load(cls, results_dir: str | Path) -> Results:
         results_dir = Path(results_dir)
@@ -90,33 +111,55 @@ class Results:
     def lrs(self, task: str) -> list[float]:
         return sorted(self.runs.loc[self.runs["task"] == task, "lr"].unique())
 
-    def _run_row(self, task: str, lr: float, rho: float) -> pd.Series | None:
-        runs = self.runs
-        match = runs[_is_run(runs, task, lr, rho)]
+    def rhos(self, task: str) -> list[float]:
+        return sorted(self.runs.loc[self.runs["task"] == task, "rho"].unique())
+
+    def tasks(self) -> list[str]:
+        return list(dict.fromkeys(self.runs["task"]))
+
+    def run_row(self, key: RunKey) -> pd.Series | None:
+        """runs.csv's row of the run `key` names (its run directory)."""
+        match = self.runs[(self.runs["task"] == key.task) & (self.runs["run"] == key.name)]
         return None if match.empty else match.iloc[0]
 
+    def shown_row(self, task: str, lr: float, rho: float) -> pd.Series | None:
+        """runs.csv's row of the run a grid point shows (its first seed that did not diverge)."""
+        match = self.shown[_is_point(self.shown, task, lr, rho)]
+        return None if match.empty else match.iloc[0]
+
+    def frame(self, row: pd.Series) -> pd.DataFrame:
+        m = self.metrics
+        frame = m[_is_point(m, row["task"], row["lr"], row["rho"]) & (m["seed"] == row["seed"])]
+        return frame.sort_values("step", kind="stable")
+
     def panel(self, task: str, lr: float, rho: float) -> tuple[pd.DataFrame | None, str | None]:
-        """The run's measurements in step order, or None and why it has nothing to draw."""
-        row = self._run_row(task, lr, rho)
+        """The shown run's measurements in step order, or None and why it has nothing to draw."""
+        row = self.shown_row(task, lr, rho)
         if row is None:
             return None, f"no run with ρ = {fmt_value(rho)} in this grid"
         if row["status"] == "diverged":
             return None, f"diverged at step {int(row['steps'])}: left out"
-        m = self.metrics
-        frame = m[_is_run(m, task, lr, rho)]
-        if frame.empty:
-            return None, "no measurements"
-        return frame.sort_values("step", kind="stable"), None
+        frame = self.frame(row)
+        return (frame, None) if len(frame) else (None, "no measurements")
 
-    def diverged(self, task: str, rhos: list[float]) -> list[str]:
-        """A line per diverged run of the task at these rho values (what the figure leaves out)."""
-        runs = self.runs
-        rows = runs[(runs["task"] == task) & (runs["status"] == "diverged")
-                    & runs["rho"].apply(lambda r: any(math.isclose(r, x) for x in rhos))]
-        return [_describe(row) for _, row in rows.iterrows()]
+    def notes(self, task: str, rhos: list[float]) -> list[str]:
+        """What a figure of the task at these rho values leaves out, and which seeds it shows."""
+        lines = []
+        points = self.runs[(self.runs["task"] == task) & self.runs["rho"].apply(
+            lambda r: any(math.isclose(r, x) for x in rhos))]
+        for (_, lr, rho), point in points.groupby(POINT_COLUMNS, sort=False):
+            shown = self.shown_row(task, lr, rho)
+            diverged = point[point["status"] == "diverged"]
+            run = f"η = {fmt_value(lr)}, ρ = {fmt_value(rho)}"
+            if shown["status"] == "diverged":
+                lines.append(f"Left out, diverged: {_describe(run, shown)}")
+            elif len(diverged):
+                lines.append(f"{run}: seed {int(shown['seed'])} shown; "
+                             + "; ".join(_describe(f"seed {int(r['seed'])}", r) for _, r in diverged.iterrows()))
+        return lines
 
 
-def _is_run(table: pd.DataFrame, task: str, lr: float, rho: float) -> pd.Series:
+def _is_point(table: pd.DataFrame, task: str, lr: float, rho: float) -> pd.Series:
     """Rows of (task, lr, rho); lr and rho up to float rounding (a CLI --lr 0.3 vs a CSV 0.3)."""
     return ((table["task"] == task) & np.isclose(table["lr"], lr, rtol=1e-9, atol=0)
             & np.isclose(table["rho"], rho, rtol=1e-9, atol=0))
@@ -132,23 +175,44 @@ def _read_table(path: Path, columns: list[str]) -> pd.DataFrame:
     return table
 
 
-def _describe(row: pd.Series) -> str:
-    run, reason = f"η = {fmt_value(row['lr'])}, ρ = {fmt_value(row['rho'])}", row["reason"]
+def _describe(run: str, row: pd.Series) -> str:
+    reason = row["reason"]
     return f"{run}: {reason}" if isinstance(reason, str) and reason else f"{run} (at step {int(row['steps'])})"
 
 
-# ---------------------------------------------------------------- drawing helpers
+# ---------------------------------------------------------------- the facet machinery
 
-def _lines(ax: Axes, frame: pd.DataFrame, x: str, series: dict[str, str]) -> None:
-    """Draw frame's columns (keys of series) against x with their labels' fixed styles."""
-    labels = list(series.values())
-    long = (frame[[x, *series]].rename(columns=series)
-            .melt(id_vars=x, var_name="series", value_name="value"))
-    sns.lineplot(data=long, x=x, y="value", hue="series", style="series", hue_order=labels,
-                 style_order=labels, palette={lab: _style(lab).color for lab in labels},
-                 dashes={lab: _style(lab).dashes for lab in labels}, estimator=None,
-                 errorbar=None, legend=False, linewidth=1.2, ax=ax)
-    ax.set(xlabel="", ylabel="")
+def _long(frame: pd.DataFrame, series: dict[str, str], **columns: str) -> pd.DataFrame:
+    """frame's columns (keys of series) as long-form rows (_x, series label, value, columns...)."""
+    return (frame[["_x", *series]].rename(columns=series)
+            .melt(id_vars="_x", var_name="series", value_name="value").assign(**columns))
+
+
+def _facets(long: pd.DataFrame, labels: list[str], wrap: int | None = None, **facet: object) -> sns.FacetGrid:
+    """A FacetGrid of line plots of `long` (_x, series, value + facet columns), one fixed style per label."""
+    grid = sns.FacetGrid(long, col_wrap=wrap, height=PANEL_SIZE[1], aspect=PANEL_SIZE[0] / PANEL_SIZE[1],
+                         sharex=False, sharey=False, despine=False, **facet)
+    grid.map_dataframe(sns.lineplot, x="_x", y="value", hue="series", style="series", hue_order=labels,
+                       style_order=labels, palette={lab: _style(lab).color for lab in labels},
+                       dashes={lab: _style(lab).dashes for lab in labels}, estimator=None, errorbar=None,
+                       legend=False, linewidth=1.2)
+    return grid
+
+
+def _finish(grid: sns.FacetGrid, title: str, xlabel: str, ylabel: str, legend: list[str],
+            notes: list[str]) -> Figure:
+    """Titles, axis labels, the legend beside the panels and the notes under them."""
+    grid.set_axis_labels(xlabel, ylabel)
+    for ax in grid.axes.flat:
+        if ax.get_gid() == "empty":
+            ax.set(xlabel="", ylabel="")
+    if legend:
+        grid.add_legend(legend_data=dict(zip(legend, _legend_handles(legend))), label_order=legend)
+    fig = grid.figure
+    fig.suptitle(title, y=1.0, va="bottom")
+    if notes:
+        fig.text(0.01, 0.0, "\n".join(notes), ha="left", va="top", fontsize=7.5, gid="footnote")
+    return fig
 
 
 def _empty(ax: Axes, text: str) -> None:
@@ -162,66 +226,33 @@ def _legend_handles(labels: list[str]) -> list[Line2D]:
                    linestyle=(0, _style(lab).dashes) if _style(lab).dashes else "-") for lab in labels]
 
 
-def _layout(n: int, title: str, legend: list[str], notes: list[str],
-            max_cols: int = MAX_COLS) -> tuple[Figure, list[Axes]]:
-    """A figure with n panels (up to max_cols a row) above a footer holding the legend and notes.
-
-    The footer is a row of the layout, so the legend and the notes never overlap the panels.
-    """
-    n = max(n, 1)
-    ncols = min(n, max_cols)
-    nrows = math.ceil(n / ncols)
-    width = PANEL_SIZE[0] * ncols
-    per_row = max(1, min(len(legend), int(width // (3.2 if max(map(len, legend), default=0) > 30 else 1.2))))
-    footer = 0.32 * math.ceil(len(legend) / per_row) + 0.16 * len(notes) + 0.05
-    mosaic = [[f"p{r * ncols + c}" for c in range(ncols)] for r in range(nrows)] + [["footer"] * ncols]
-    fig = Figure(figsize=(width, PANEL_SIZE[1] * nrows + footer + 0.35), layout="constrained")
-    axd = fig.subplot_mosaic(mosaic, height_ratios=[PANEL_SIZE[1]] * nrows + [footer])
-    fig.suptitle(title)
-    foot = axd["footer"]
-    foot.axis("off")
-    if legend:
-        foot.legend(_legend_handles(legend), legend, loc="upper center", ncols=per_row, frameon=False)
-    if notes:
-        foot.text(0.0, 0.0, "\n".join(notes), transform=foot.transAxes, ha="left", va="bottom",
-                  fontsize=7.5, gid="footnote")
-    axes = [axd[f"p{i}"] for i in range(nrows * ncols)]
-    for ax in axes[n:]:
-        ax.set_visible(False)
-    return fig, axes[:n]
-
-
-def _axis_labels(axes: list[Axes], max_cols: int, xlabel: str, ylabel: str) -> None:
-    """x label under the lowest panel of each column, y label left of each row."""
-    ncols = min(len(axes), max_cols)
-    for i, ax in enumerate(axes):
-        drawn = ax.get_gid() != "empty"
-        ax.set_xlabel(xlabel if drawn and i + ncols >= len(axes) else "")
-        ax.set_ylabel(ylabel if drawn and i % ncols == 0 else "")
-
-
 def footnote(fig: Figure) -> str:
     """The notes under a figure (what it leaves out and why)."""
-    return "\n".join(t.get_text() for ax in fig.axes for t in ax.texts if t.get_gid() == "footnote")
+    return "\n".join(t.get_text() for t in fig.texts if t.get_gid() == "footnote")
 
 
 def save(fig: Figure, pdf: Path, png: Path) -> None:
+    """Write the figure as PDF and PNG (atomically), then free it."""
     for path, fmt in ((pdf, "pdf"), (png, "png")):
         with atomic_write(path) as tmp, mpl.rc_context(THEME):
             fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight", metadata=SAVE_METADATA[fmt])
+    plt.close(fig)
 
 
-class _PlainLogFormatter(ticker.LogFormatter):
-    """Log-axis labels as plain numbers (0.5, 2, 30) instead of 5 x 10^-1."""
+def _plain(value: float, _pos: int | None = None) -> str:
+    return f"{value:g}"
 
-    def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
-        return f"{x:g}"
+
+def _plain_minor(value: float, _pos: int | None = None) -> str:
+    """Minor log ticks labelled at 2 and 5 times a power of ten, so short ranges still read."""
+    mantissa = round(value / 10 ** math.floor(math.log10(value))) if value > 0 else 0
+    return f"{value:g}" if mantissa in (2, 5) else ""
 
 
 def _log_y(ax: Axes) -> None:
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(_PlainLogFormatter())
-    ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False))
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(_plain))
+    ax.yaxis.set_minor_formatter(ticker.FuncFormatter(_plain_minor))
 
 
 def _zoom_ylim(ax: Axes, frame: pd.DataFrame, top_col: str, bottom_col: str) -> None:
@@ -232,14 +263,13 @@ def _zoom_ylim(ax: Axes, frame: pd.DataFrame, top_col: str, bottom_col: str) -> 
     ax.set_ylim(min(0.0, np.nanquantile(frame[bottom_col], 0.05)), 1.3 * top)
 
 
-# ---------------------------------------------------------------- the figures
+# ---------------------------------------------------------------- the paper's figures
 
 def edge_ratio_figure() -> Figure:
     """Figure 1: alpha/2 (sqrt(1 + 4/alpha) - 1) against alpha (analytic)."""
     alpha = np.logspace(-3, 3, 601)
     frame = pd.DataFrame({"alpha": alpha, "ratio": edge_ratio(alpha)})
-    fig = Figure(figsize=(4.6, 3.2), layout="constrained")
-    ax = fig.subplots()
+    fig, ax = plt.subplots(figsize=(4.6, 3.2), layout="constrained")
     sns.lineplot(data=frame, x="alpha", y="ratio", color=_CB[0], linewidth=1.6, ax=ax,
                  label=r"$\frac{\alpha}{2}\left(\sqrt{1 + 4/\alpha} - 1\right)$")
     ax.plot(alpha[alpha < 1], np.sqrt(alpha[alpha < 1]), color="#777777", linestyle=":",
@@ -255,34 +285,44 @@ def edge_ratio_figure() -> Figure:
     return fig
 
 
-def _lr_figure(results: Results, number: int, x: str, rhos: list[float],
-               draw: Callable[[Axes, dict[float, pd.DataFrame]], None],
-               ylabel: str, legend: list[str]) -> Figure:
-    """A panel per learning rate of the task; draw() gets the drawable runs {rho: metrics}."""
+Draw = Callable[[dict[float, pd.DataFrame]], pd.DataFrame]   # {rho: run metrics} -> long-form rows
+Adjust = Callable[[Axes, dict[float, pd.DataFrame]], None]   # per-panel scales and limits
+
+
+def _lr_figure(results: Results, number: int, x: str, rhos: list[float], draw: Draw, ylabel: str,
+               legend: list[str], adjust: Adjust | None = None) -> Figure:
+    """A panel per learning rate of the task; draw() turns the drawable runs {rho: metrics} into rows."""
     spec = FIGURES[number]
     xcol, xlabel = X_AXES[x]
     lrs = results.lrs(spec.task)
-    notes = [f"Left out, diverged: {d}" for d in results.diverged(spec.task, rhos)]
-    grid_rhos = set(results.runs.loc[results.runs["task"] == spec.task, "rho"])
+    notes = results.notes(spec.task, rhos)
     notes += [f"ρ = {fmt_value(r)} is not in this profile's {spec.task} grid: nothing to draw"
-              for r in rhos if lrs and not any(math.isclose(r, g) for g in grid_rhos)]
-    fig, axes = _layout(len(lrs), f"Figure {number}: {spec.title}", legend, notes)
-    if not lrs:
-        _empty(axes[0], f"no {spec.task} runs in the results")
-    for ax, lr in zip(axes, lrs):
-        ax.set_title(f"η = {fmt_value(lr)}")
-        panels = {rho: results.panel(spec.task, lr, rho) for rho in rhos}
-        frames = {rho: frame.assign(_x=frame[xcol]) for rho, (frame, _) in panels.items() if frame is not None}
-        why = [f"{loss_label(spec.task, rho)}: {text}" if len(rhos) > 1 else text
-               for rho, (_, text) in panels.items() if text]
-        if not frames:
-            _empty(ax, "\n".join(why))
+              for r in rhos if lrs and not any(math.isclose(r, g) for g in results.rhos(spec.task))]
+    panels = [f"η = {fmt_value(lr)}" for lr in lrs] or [f"no {spec.task} runs in the results"]
+    drawn, why = {}, {}
+    for lr, panel in zip(lrs, panels):
+        found = {rho: results.panel(spec.task, lr, rho) for rho in rhos}
+        drawn[panel] = {rho: frame.assign(_x=frame[xcol]) for rho, (frame, _) in found.items() if frame is not None}
+        why[panel] = [f"{loss_label(spec.task, rho)}: {text}" if len(rhos) > 1 else text
+                      for rho, (_, text) in found.items() if text]
+    rows = [draw(frames).assign(panel=panel) for panel, frames in drawn.items() if frames]
+    long = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["_x", "series", "value", "panel"])
+    grid = _facets(long, legend, wrap=min(len(panels), MAX_COLS), col="panel", col_order=panels)
+    grid.set_titles(template="{col_name}")
+    for panel, ax in grid.axes_dict.items():
+        if not drawn.get(panel):
+            _empty(ax, "\n".join(why.get(panel) or [panel]))
             continue
-        draw(ax, frames)
-        if why:
-            ax.text(0.02, 0.02, "\n".join(why), transform=ax.transAxes, fontsize=6.5, color="#555555")
-    _axis_labels(axes, MAX_COLS, xlabel, ylabel)
-    return fig
+        if adjust is not None:
+            adjust(ax, drawn[panel])
+        if why[panel]:
+            ax.text(0.02, 0.02, "\n".join(why[panel]), transform=ax.transAxes, fontsize=6.5, color="#555555")
+    return _finish(grid, f"Figure {number}: {spec.title}", xlabel, ylabel, legend, notes)
+
+
+def _only(frames: dict[float, pd.DataFrame]) -> pd.DataFrame:
+    (frame,) = frames.values()
+    return frame
 
 
 def eigenvalue_figure(results: Results, number: int, x: str = "seconds") -> Figure:
@@ -290,15 +330,14 @@ def eigenvalue_figure(results: Results, number: int, x: str = "seconds") -> Figu
     spec = FIGURES[number]
     sam = spec.kind == "eigs_sam"
     series = {**LAM, "gd_edge": GD_EDGE} | ({"sam_edge": SAM_EDGE} if sam else {})
+    rho = get_task(spec.task).paper.rho if sam else 0.0
 
-    def draw(ax: Axes, frames: dict[float, pd.DataFrame]) -> None:
-        (frame,) = frames.values()
-        _lines(ax, frame, "_x", series)
+    def adjust(ax: Axes, frames: dict[float, pd.DataFrame]) -> None:
         if sam:  # 2/eta is an order of magnitude above SAM's eigenvalues (non-positive ones not drawn)
             _log_y(ax)
 
-    rho = SAM_RHO[spec.task] if sam else 0.0
-    return _lr_figure(results, number, x, [rho], draw, "Hessian eigenvalue", list(series.values()))
+    return _lr_figure(results, number, x, [rho], lambda frames: _long(_only(frames), series),
+                      "Hessian eigenvalue", list(series.values()), adjust)
 
 
 def zoom_figure(results: Results, number: int, x: str = "seconds") -> Figure:
@@ -307,43 +346,42 @@ def zoom_figure(results: Results, number: int, x: str = "seconds") -> Figure:
     opnorm = spec.kind == "opnorm_sam_zoom"
     series = ({"opnorm": OPNORM} if opnorm else dict(LAM)) | {"sam_edge": SAM_EDGE}
 
-    def draw(ax: Axes, frames: dict[float, pd.DataFrame]) -> None:
-        (frame,) = frames.values()
-        frame = frame.assign(opnorm=frame[list(LAM)].abs().max(axis=1, skipna=False))
-        _lines(ax, frame, "_x", series)
-        _zoom_ylim(ax, frame, "opnorm" if opnorm else "lambda_1", "opnorm" if opnorm else "lambda_3")
+    def with_opnorm(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.assign(opnorm=frame[list(LAM)].abs().max(axis=1, skipna=False))
+
+    def adjust(ax: Axes, frames: dict[float, pd.DataFrame]) -> None:
+        top, bottom = ("opnorm", "opnorm") if opnorm else ("lambda_1", "lambda_3")
+        _zoom_ylim(ax, with_opnorm(_only(frames)), top, bottom)
 
     ylabel = "operator norm of the Hessian" if opnorm else "Hessian eigenvalue"
-    return _lr_figure(results, number, x, [SAM_RHO[spec.task]], draw, ylabel, list(series.values()))
+    return _lr_figure(results, number, x, [get_task(spec.task).paper.rho],
+                      lambda frames: _long(with_opnorm(_only(frames)), series), ylabel, list(series.values()), adjust)
 
 
 def loss_figure(results: Results, number: int, x: str = "seconds") -> Figure:
     """Figures 5, 10, 15: training loss of the base optimizer and SAM at the task's rho, a panel per eta."""
     task = FIGURES[number].task
-    rhos = [0.0, SAM_RHO[task]]
+    rhos = [0.0, get_task(task).paper.rho]
     labels = [loss_label(task, rho) for rho in rhos]
 
-    def draw(ax: Axes, frames: dict[float, pd.DataFrame]) -> None:
-        wide = pd.concat([f[["_x", "loss"]].rename(columns={"loss": loss_label(task, rho)})
-                          for rho, f in frames.items()])
-        _lines(ax, wide, "_x", {lab: lab for lab in labels if lab in wide.columns})
-        _log_y(ax)
+    def draw(frames: dict[float, pd.DataFrame]) -> pd.DataFrame:
+        return pd.concat([_long(f, {"loss": loss_label(task, rho)}) for rho, f in frames.items()])
 
-    ylabel = "training loss" + (" (minibatch)" if task == "shakespeare" else "")
-    return _lr_figure(results, number, x, rhos, draw, ylabel, labels)
+    ylabel = "training loss" + (" (minibatch)" if get_task(task).minibatch else "")
+    return _lr_figure(results, number, x, rhos, draw, ylabel, labels, lambda ax, _: _log_y(ax))
 
 
 def alignment_figure(results: Results, number: int, x: str = "seconds") -> Figure:
     """Figures 6, 11, 16: |cos| of the gradient and of SAM's gradient with v_1, a panel per eta."""
     task = FIGURES[number].task
 
-    def draw(ax: Axes, frames: dict[float, pd.DataFrame]) -> None:
-        (frame,) = frames.values()
-        _lines(ax, frame.assign(**{c: frame[c].abs() for c in ALIGN}), "_x", ALIGN)
-        ax.set_ylim(0, 1.02)
+    def draw(frames: dict[float, pd.DataFrame]) -> pd.DataFrame:
+        frame = _only(frames)
+        return _long(frame.assign(**{c: frame[c].abs() for c in ALIGN}), ALIGN)
 
-    return _lr_figure(results, number, x, [SAM_RHO[task]], draw,
-                      r"alignment with $v_1$ ($|\cos|$)", list(ALIGN.values()))
+    return _lr_figure(results, number, x, [get_task(task).paper.rho], draw,
+                      r"alignment with $v_1$ ($|\cos|$)", list(ALIGN.values()),
+                      lambda ax, _: ax.set_ylim(0, 1.02))
 
 
 PLOTTERS: dict[str, Callable[..., Figure]] = {
@@ -363,100 +401,91 @@ def paper_figure(number: int, results: Results | None, x: str = "seconds") -> Fi
         return PLOTTERS[FIGURES[number].kind](results, number, x)
 
 
-def run_figure(results: Results, task: str, lr: float, rho: float, x: str = "seconds") -> Figure:
+# ---------------------------------------------------------------- a run's set, a task's grid
+
+RUN_PANELS = ["top Hessian eigenvalues", r"$\lambda_1$ / SAM edge (band: ±10%)", "training loss",
+              r"alignment with $v_1$ ($|\cos|$)"]
+
+
+def completed_runs(results: Results) -> list[RunKey]:
+    """Every run (every seed) that did not diverge: the ones with a figure set."""
+    runs = results.runs[results.runs["status"] != "diverged"]
+    return [RunKey(task, *parse_run_name(run)) for task, run in runs[["task", "run"]].itertuples(index=False)]
+
+
+def run_figure(results: Results, key: RunKey, x: str = "seconds") -> Figure:
     """A run's supplementary set: eigenvalues with both edges, lambda_1/SAM edge, loss, alignment.
 
     Diverged runs (and runs not in the results) are errors: the supplementary set leaves them out.
+    key names the run directory (seed None: the task's default seed).
     """
-    frame, why = results.panel(task, lr, rho)
-    if frame is None and why != "no measurements":
-        raise ConfigError(f"run {task} lr={fmt_value(lr)} rho={fmt_value(rho)}: {why}")
+    row = results.run_row(key)
+    if row is None:
+        raise ConfigError(f"run {key.label()}: no run with ρ = {fmt_value(key.rho)} in this grid")
+    if row["status"] == "diverged":
+        raise ConfigError(f"run {key.label()}: diverged at step {int(row['steps'])}: left out")
     xcol, xlabel = X_AXES[x]
-    method = f"SAM ρ = {fmt_value(rho)}" if rho > 0 else BASE_OPTIMIZER[task]
+    frame = results.frame(row).assign(_x=lambda f: f[xcol])
+    loss_name = loss_label(key.task, key.rho)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        long = pd.concat([
+            _long(frame, EIGS, panel=RUN_PANELS[0]),
+            _long(frame.assign(r=frame["lambda_1"] / frame["sam_edge"]), {"r": RATIO}, panel=RUN_PANELS[1]),
+            _long(frame, {"loss": loss_name}, panel=RUN_PANELS[2]),
+            _long(frame.assign(**{c: frame[c].abs() for c in ALIGN}), ALIGN, panel=RUN_PANELS[3])])
+    method = f"SAM ρ = {fmt_value(key.rho)}" if key.rho > 0 else base_optimizer(key.task)
+    seed = f", seed {int(row['seed'])}"
     with mpl.rc_context(THEME):
-        fig, axes = _layout(4, f"{TASK_LABEL[task]}, η = {fmt_value(lr)}, {method}", [], [], max_cols=2)
-        titles = ["top Hessian eigenvalues", r"$\lambda_1$ / SAM edge (band: ±10%)",
-                  "training loss", r"alignment with $v_1$ ($|\cos|$)"]
-        for ax, title in zip(axes, titles):
-            ax.set_title(title)
-            if frame is None:
-                _empty(ax, why)
-        if frame is not None:
-            _draw_run(axes, frame.assign(_x=frame[xcol]), loss_label(task, rho), log_eigs=rho > 0)
-        _axis_labels(axes, 2, xlabel, "")
-    return fig
+        grid = _facets(long, [*EIGS.values(), RATIO, loss_name, *ALIGN.values()], wrap=2,
+                       col="panel", col_order=RUN_PANELS)
+        grid.set_titles(template="{col_name}")
+        eig, ratio, loss, align = (grid.axes_dict[p] for p in RUN_PANELS)
+        if frame.empty:
+            for ax in grid.axes.flat:
+                _empty(ax, "no measurements")
+        else:
+            _dress_run(eig, ratio, loss, align, log_eigs=key.rho > 0)
+        title = f"{task_label(key.task)}, η = {fmt_value(key.lr)}, {method}{seed}"
+        return _finish(grid, title, xlabel, "", [], [])
 
 
-def _draw_run(axes: list[Axes], frame: pd.DataFrame, loss_name: str, log_eigs: bool) -> None:
-    eig, ratio, loss, align = axes
-    eigs = {**LAM, "gd_edge": GD_EDGE, "sam_edge": SAM_EDGE}
-    _lines(eig, frame, "_x", eigs)
+def _dress_run(eig: Axes, ratio: Axes, loss: Axes, align: Axes, log_eigs: bool) -> None:
     if log_eigs:  # SAM: 2/eta far above the eigenvalues
         _log_y(eig)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        _lines(ratio, frame.assign(r=frame["lambda_1"] / frame["sam_edge"]), "_x", {"r": RATIO})
     ratio.axhspan(0.9, 1.1, color=_CB[3], alpha=0.12, linewidth=0)
     ratio.axhline(1.0, color=_CB[3], linestyle=(0, (2, 1.2)), linewidth=1)
-    _lines(loss, frame.assign(l=frame["loss"]), "_x", {"l": loss_name})
     _log_y(loss)
-    _lines(align, frame.assign(**{c: frame[c].abs() for c in ALIGN}), "_x", ALIGN)
     align.set_ylim(0, 1.02)
-    for ax, labels in ((eig, eigs), (align, ALIGN)):  # panel legends: the panels share no series
+    for ax, labels in ((eig, EIGS), (align, ALIGN)):  # panel legends: the panels share no series
         ax.legend(_legend_handles(list(labels.values())), list(labels.values()), fontsize=7,
                   ncols=2 if ax is eig else 1, loc="best")
 
 
-# ---------------------------------------------------------------- command line
-
-def _parse_target(text: str) -> int | str:
-    if text in ("all", "run", "runs"):
-        return text
-    if text.isdigit() and int(text) in FIGURES:
-        return int(text)
-    raise ConfigError(f"figure: unknown figure {text!r}; expected a number in 1..{max(FIGURES)}, "
-                      "'all', 'run' or 'runs'")
-
-
-def _completed_runs(results: Results) -> list[tuple[str, float, float]]:
-    runs = results.runs[results.runs["status"] != "diverged"]
-    return list(runs[["task", "lr", "rho"]].itertuples(index=False, name=None))
-
-
-def _main(args: argparse.Namespace) -> int:
-    target = _parse_target(args.target)
-    if target == "run" and None in (args.task, args.lr, args.rho):
-        raise ConfigError("figure run: needs --task, --lr and --rho")
-    results = None if target == 1 else Results.load(args.results)
-    if target in ("run", "runs"):
-        keys = [(args.task, args.lr, args.rho)] if target == "run" else _completed_runs(results)
-        for key in keys:
-            files = run_figure_files(*key, out_dir=args.out)
-            save(run_figure(results, *key, x=args.x), *files)
-            print(files[0])
-        return 0
-    for number in FIGURES if target == "all" else [target]:
-        fig = paper_figure(number, results, args.x)
-        note = footnote(fig)
-        files = figure_files(number, args.out)
-        save(fig, *files)
-        print(files[0], *(f"  {line}" for line in note.splitlines()), sep="\n")
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "figure", help="draw a paper figure (1-16), all of them, or the per-run figure sets",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("target", metavar="NUMBER|all|run|runs",
-                        help="a figure number as in the paper; 'all'; 'run' (one run's set, with "
-                             "--task/--lr/--rho); 'runs' (the set of every run that did not diverge)")
-    parser.add_argument("--results", type=Path, default=Path("results"),
-                        help="directory with metrics.csv and runs.csv (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=Path("results/figures"),
-                        help="figures directory; per-run sets go to OUT/runs/ (default: %(default)s)")
-    parser.add_argument("--x", default="seconds", choices=list(X_AXES),
-                        help="x-axis: training seconds as in the paper, or steps (default: %(default)s)")
-    parser.add_argument("--task", help="figure run: the task")
-    parser.add_argument("--lr", type=float, help="figure run: the learning rate")
-    parser.add_argument("--rho", type=float, help="figure run: rho")
-    parser.set_defaults(func=_main)
+def grid_figure(results: Results, task: str, x: str = "seconds") -> Figure:
+    """A task's whole grid: top-3 eigenvalues, 2/eta and the SAM edge, a panel per (lr, rho), log scale."""
+    if task not in results.tasks():
+        raise ConfigError(f"figure grid: no {task} runs in the results; tasks there: {results.tasks()}")
+    xcol, xlabel = X_AXES[x]
+    lrs, rhos = results.lrs(task), results.rhos(task)
+    rows, empty = [], {}
+    for lr in lrs:
+        for rho in rhos:
+            frame, why = results.panel(task, lr, rho)
+            cell = (f"ρ = {fmt_value(rho)}", f"η = {fmt_value(lr)}")
+            if frame is None:
+                empty[cell] = why
+            else:
+                rows.append(_long(frame.assign(_x=frame[xcol]), EIGS, row=cell[0], col=cell[1]))
+    long = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["_x", "series", "value", "row", "col"])
+    with mpl.rc_context(THEME):
+        grid = _facets(long, list(EIGS.values()), row="row", col="col",
+                       row_order=[f"ρ = {fmt_value(r)}" for r in rhos], col_order=[f"η = {fmt_value(lr)}" for lr in lrs])
+        grid.set_titles(template="{col_name}, {row_name}")
+        for cell, ax in grid.axes_dict.items():
+            if cell in empty:
+                _empty(ax, empty[cell])
+            else:
+                _log_y(ax)
+        notes = results.notes(task, rhos) + ["Log scale: non-positive eigenvalues are not drawn."]
+        return _finish(grid, f"{task_label(task)}: the top Hessian eigenvalues against 2/η and the SAM edge",
+                       xlabel, "Hessian eigenvalue", list(EIGS.values()), notes)
