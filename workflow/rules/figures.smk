@@ -1,31 +1,37 @@
-# Stage 4: one rule per paper figure (figure_01 ... figure_16, numbered as in the paper, from the
-# FIGURES table of samedge.figure_specs) and the per-run figure sets.
+# Stage 4: every paper figure (numbered as in the paper, from the FIGURES table of
+# samedge.figure_specs) in one job, so the plotting imports are paid once, and the per-run
+# figure sets in another. Each PNG keeps its own caption and place in the report.
 
-for _number, _spec in FIGURES.items():
 
-    rule:
-        name:
-            f"figure_{_number:02d}"
-        input:
-            # Figure 1 is analytic and reads nothing.
-            **({} if _spec.task is None else {"metrics": "results/metrics.csv", "runs": "results/runs.csv"}),
-        output:
-            pdf=str(figure_files(_number)[0]),
-            png=report(
-                str(figure_files(_number)[1]),
-                caption=f"../report/fig{_number:02d}.rst",
-                category="Paper figures",
-                subcategory=_spec.task or "analytic",
-                labels={"figure": f"Figure {_number}", "title": _spec.title},
-            ),
-        params:
-            number=_number,
-        log:
-            f"logs/figures/fig{_number:02d}.log",
-        threads: 1
-        container: CONTAINER
-        shell:
-            "samedge figure {params.number} --results results --out results/figures > {log} 2>&1"
+def _paper_figure_outputs():
+    outputs = {}
+    for number, spec in FIGURES.items():
+        pdf, png = figure_files(number)
+        outputs[f"pdf{number:02d}"] = str(pdf)
+        outputs[f"png{number:02d}"] = report(
+            str(png),
+            caption=f"../report/fig{number:02d}.rst",
+            category="Paper figures",
+            subcategory=spec.task or "analytic",
+            labels={"figure": f"Figure {number}", "title": spec.title},
+        )
+    return outputs
+
+
+rule paper_figures:
+    input:
+        metrics="results/metrics.csv",
+        runs="results/runs.csv",
+    output:
+        **_paper_figure_outputs(),
+    params:
+        code=CODE["figures"],
+    log:
+        "logs/figures/paper.log",
+    threads: 1
+    container: CONTAINER
+    shell:
+        "samedge figure all --results results --out results/figures > {log} 2>&1"
 
 
 # The supplementary set of every run that did not diverge (runs.csv says which), in one job:
@@ -37,12 +43,14 @@ rule run_figures:
     output:
         report(
             directory("results/figures/runs"),
-            patterns=["{task}_lr{lr}_rho{rho}.png"],
+            patterns=["{task}_{run}.png"],
             caption="../report/run_figure.rst",
             category="Every run",
             subcategory="{task}",
-            labels={"run": "lr={lr}, rho={rho}"},
+            labels={"run": "{run}"},
         ),
+    params:
+        code=CODE["figures"],
     log:
         "logs/figures/runs.log",
     threads: 1
@@ -51,9 +59,33 @@ rule run_figures:
         "samedge figure runs --results results --out results/figures > {log} 2>&1"
 
 
-# The target of the DVC stage `figures`: every paper figure and the per-run sets.
+# A grid figure per task of the profile (a panel per lr x rho; tasks of your own too), in one job.
+rule grid_figures:
+    input:
+        metrics="results/metrics.csv",
+        runs="results/runs.csv",
+    output:
+        report(
+            directory("results/figures/tasks"),
+            patterns=["{task}_grid.png"],
+            caption="../report/grid_figure.rst",
+            category="Every task",
+            labels={"task": "{task}"},
+        ),
+    params:
+        code=CODE["figures"],
+    log:
+        "logs/figures/grids.log",
+    threads: 1
+    container: CONTAINER
+    shell:
+        "samedge figure grids --results results --out results/figures > {log} 2>&1"
+
+
+# The target of the DVC stage `figures`: every paper figure, the per-run sets and the task grids.
 rule figures:
     localrule: True
     input:
-        paper_figure_files(),
+        rules.paper_figures.output,
         rules.run_figures.output,
+        rules.grid_figures.output,
