@@ -5,7 +5,8 @@ import pytest
 import yaml
 
 from samedge.config import (ConfigError, apply_overrides, fmt_value, grid, load_params, load_run_config,
-                            run_name, validate_params)
+                            validate_params)
+from samedge.runs import run_name
 
 PARAMS = "params.yaml"
 
@@ -88,3 +89,30 @@ def test_run_names_round_trip_the_values_written_in_params():
 def test_schema_file_in_workflow_is_the_package_schema(repo_root):
     shipped = yaml.safe_load((repo_root / "src/samedge/params.schema.yaml").read_text())
     assert yaml.safe_load((repo_root / "workflow/schemas/params.schema.yaml").read_text()) == shipped
+
+
+@pytest.mark.parametrize("override, key", [
+    ("tracker.tol=.nan", "tracker.tol"), ("model.init_scale=nan", "model.init_scale"),
+    ("train.divergence_loss=nan", "train.divergence_loss"), ("train.time_budget_s=inf", "train.time_budget_s"),
+    ("train.divergence_loss=-.inf", "train.divergence_loss"), ("grid.lr=[0.1, .nan]", "grid.lr.1"),
+])
+def test_nan_and_inf_are_refused_naming_the_key(override, key, repo_root):
+    """JSON schema's `number` admits NaN (it even passes exclusiveMinimum) and inf."""
+    with pytest.raises(ConfigError, match=f"'profiles.smoke.mnist.{key}': expected a finite number"):
+        load_run_config(repo_root / PARAMS, "smoke", "mnist", [override])
+
+
+def test_nan_in_a_params_file_is_refused(repo_root, tmp_path):
+    text = (repo_root / PARAMS).read_text()
+    params = yaml.safe_load(text)
+    params["profiles"]["paper"]["cifar10"]["model"]["init_scale"] = float("nan")
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match=f"{path}: invalid value at 'profiles.paper.cifar10.model.init_scale'"):
+        load_params(path)
+
+
+def test_a_set_value_that_is_not_yaml_is_one_clear_line(params):
+    with pytest.raises(ConfigError, match=r"--set train.max_steps: '\[' is not a valid YAML value") as info:
+        apply_overrides(params["profiles"]["smoke"]["mnist"], ["train.max_steps=["])
+    assert "\n" not in str(info.value)

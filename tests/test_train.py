@@ -1,6 +1,9 @@
 """`samedge train`: every column, resume after SIGKILL/SIGTERM, divergence, and bad input."""
+import io
 import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,7 +14,8 @@ import pandas as pd
 import pytest
 
 from samedge.cli import main
-from samedge.train import METRIC_COLUMNS
+from samedge.progress import Progress
+from samedge.runs import METRIC_COLUMNS
 
 TIMING = ["train_seconds", "wall_seconds"]
 
@@ -133,9 +137,189 @@ def test_bad_input_is_a_clear_error_and_leaves_out_untouched(change, message, tm
     assert not (tmp_path / "run.ckpt").exists()
 
 
-def test_unknown_task_is_refused_by_the_parser(tmp_path, data_dir, repo_root, capsys):
+def test_unknown_task_is_refused_before_anything(tmp_path, data_dir, repo_root, capsys):
+    """Tasks of your own are named in params.yaml, so the task is checked against it, not by the parser."""
     args = train_args("mnist", tmp_path / "run", data_dir, repo_root)
     args[args.index("--task") + 1] = "imagenet"
-    with pytest.raises(SystemExit):
-        main(args)
+    assert main(args) == 2
     assert "imagenet" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def one_error_line(err: str, *names: str) -> str:
+    """The whole of stderr is one line, `samedge train: error: ...`, naming each of names."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("samedge train: error: "), err
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+    return lines[0]
+
+
+def with_out(args: list[str], out: Path) -> list[str]:
+    return [str(out) if prev == "--out" else a for prev, a in zip(["", *args], args)]
+
+
+@pytest.mark.parametrize("extra, names", [
+    (["--lr", "inf"], ["--lr inf", "finite"]),
+    (["--rho", "inf"], ["--rho inf", "finite"]),
+    (["--lr", "1e308"], ["--lr 1e+308", "2/lr"]),  # 2/lr underflows and the SAM edge is 0: 0/0 later
+    (["--set", "train.max_steps=["], ["train.max_steps", "YAML"]),
+    (["--set", "tracker.tol=.nan"], ["tracker.tol", "finite"]),
+    (["--set", "model.init_scale=nan"], ["model.init_scale", "finite"]),
+    (["--set", "train.divergence_loss=nan"], ["train.divergence_loss", "finite"]),
+    (["--set", "train.max_steps=null", "--set", "train.time_budget_s=inf"], ["train.time_budget_s", "finite"]),
+])
+def test_each_bad_value_is_one_line_and_exit_2_before_any_output(extra, names, tmp_path, data_dir, repo_root,
+                                                                 capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("earlier result")
+    args = train_args("mnist", out, data_dir, repo_root)
+    for flag in ("--lr", "--rho"):
+        if flag in extra:
+            del args[args.index(flag):args.index(flag) + 2]
+    assert main([*args, *extra]) == 2
+    one_error_line(capsys.readouterr().err, *names)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"] and not (tmp_path / "run.ckpt").exists()
+
+
+@pytest.mark.parametrize("where", ["out", "parent", "cwd", "inside"])
+def test_a_checkpoint_dir_overlapping_out_is_refused(where, tmp_path, data_dir, repo_root, capsys, monkeypatch):
+    """The end of a run empties its checkpoint folder: that must never be the results' folder."""
+    out = tmp_path / "results" / "run"
+    out.mkdir(parents=True)
+    (out / "metrics.csv").write_text("an earlier result")
+    monkeypatch.chdir(tmp_path)
+    checkpoint_dir = {"out": out, "parent": out.parent, "cwd": Path("."), "inside": out / "ckpt"}[where]
+    assert main(train_args("mnist", out, data_dir, repo_root, extra=["--checkpoint-dir", str(checkpoint_dir)])) == 2
+    one_error_line(capsys.readouterr().err, f"--checkpoint-dir {checkpoint_dir}", "overlaps --out")
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
+        "results", "results/run", "results/run/metrics.csv"]
+
+
+def test_out_is_never_the_current_folder(tmp_path, data_dir, repo_root, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(train_args("mnist", Path("."), data_dir, repo_root)) == 2
+    one_error_line(capsys.readouterr().err, "--out .")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_end_of_a_run_removes_only_the_checkpoint_files_it_wrote(tmp_path, data_dir, repo_root):
+    checkpoint_dir = tmp_path / "checkpoints"
+    checkpoint_dir.mkdir()
+    (checkpoint_dir / "notes.txt").write_text("the user's")
+    out = tmp_path / "run"
+    assert main(train_args("mnist", out, data_dir, repo_root, extra=["--checkpoint-dir", str(checkpoint_dir)])) == 0
+    assert [p.name for p in checkpoint_dir.iterdir()] == ["notes.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "run.json"]  # no lock or stray file
+
+
+@pytest.mark.parametrize("flag", ["--out", "--checkpoint-dir"])
+def test_an_unwritable_folder_is_refused_before_training(flag, tmp_path, data_dir, repo_root, capsys):
+    (tmp_path / "a_file").write_text("")
+    bad = tmp_path / "a_file" / "sub"  # below a file: unwritable even for root
+    out = bad if flag == "--out" else tmp_path / "run"
+    extra = ["--checkpoint-dir", str(bad)] if flag == "--checkpoint-dir" else []
+    assert main(train_args("mnist", out, data_dir, repo_root, extra=extra)) == 2
+    one_error_line(capsys.readouterr().err, f"{flag} {bad}", "cannot write there")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_out_is_refused_before_training(tmp_path, data_dir, repo_root, capsys):
+    out = tmp_path / "run"
+    out.mkdir(mode=0o500)
+    assert main(train_args("mnist", out, data_dir, repo_root)) == 2
+    one_error_line(capsys.readouterr().err, f"--out {out}", "cannot write there")
+
+
+@pytest.fixture(scope="module")
+def preempted(tmp_path_factory, data_dir, repo_root) -> tuple[list[str], bytes]:
+    """The args and checkpoint of a run stopped by SIGTERM after its first checkpoint."""
+    out = tmp_path_factory.mktemp("preempted") / "run"
+    args = train_args("mnist", out, data_dir, repo_root, extra=LONG)
+    assert _interrupt_after_first_checkpoint(args, out, signal.SIGTERM) == 143
+    return args, (out.with_name("run.ckpt") / "checkpoint.pt").read_bytes()
+
+
+CORRUPTIONS = {
+    "empty": lambda b: b"",
+    "truncated": lambda b: b[: len(b) // 2],
+    "bit flip": lambda b: b[:-999] + bytes([b[-999] ^ 0x10]) + b[-998:],
+    "plain torch file": lambda b: b.partition(b"\n")[2],
+}
+
+
+@pytest.mark.parametrize("corruption", CORRUPTIONS)
+def test_a_corrupt_checkpoint_is_one_line_naming_it(corruption, preempted, tmp_path, capsys):
+    args, payload = preempted
+    checkpoint = tmp_path / "run.ckpt" / "checkpoint.pt"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(CORRUPTIONS[corruption](payload))
+    assert main(with_out(args, tmp_path / "run")) == 2
+    one_error_line(capsys.readouterr().err, f"checkpoint {checkpoint}", "delete it")
+    assert checkpoint.exists() and not (tmp_path / "run").exists()
+    checkpoint.write_bytes(payload)  # the intact checkpoint resumes
+    assert main(with_out(args, tmp_path / "run")) == 0
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["resumes"] == 1
+
+
+def test_a_checkpoint_of_another_run_is_one_line_and_exit_2(preempted, tmp_path, capsys):
+    args, payload = preempted
+    checkpoint = tmp_path / "run.ckpt" / "checkpoint.pt"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(payload)
+    other = with_out(args, tmp_path / "run")
+    other[other.index("--rho") + 1] = "0.3"
+    assert main(other) == 2
+    one_error_line(capsys.readouterr().err, f"checkpoint {checkpoint}", "another task/lr/rho/seed/config")
+    assert checkpoint.read_bytes() == payload
+
+
+def test_a_second_run_on_the_same_out_is_refused_while_the_first_runs(tmp_path, data_dir, repo_root, capsys):
+    out = tmp_path / "run"
+    first = _spawn(train_args("mnist", out, data_dir, repo_root, extra=LONG))
+    checkpoint = out.with_name("run.ckpt") / "checkpoint.pt"
+    try:
+        deadline = time.monotonic() + 120
+        while not checkpoint.exists() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert first.poll() is None, "the first run ended before the second started"
+        assert main(train_args("mnist", out, data_dir, repo_root, rho=0.0)) == 2
+        one_error_line(capsys.readouterr().err, f"--out {out}", "another samedge run is writing there")
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=120)
+    assert first.returncode == 143
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.ckpt"]  # no lock file left anywhere
+
+
+def test_seed_overrides_the_task_configs_seed(tmp_path, data_dir, repo_root):
+    runs = {name: tmp_path / name for name in ("default", "flag", "set")}
+    for name, extra in (("default", []), ("flag", ["--seed", "3"]), ("set", ["--set", "seed=3"])):
+        assert main(train_args("mnist", runs[name], data_dir, repo_root, extra=extra)) == 0
+    (flag, record), (by_set, _), (default, base) = (read_run(runs[n]) for n in ("flag", "set", "default"))
+    assert record["seed"] == record["config"]["seed"] == 3 and base["seed"] == base["config"]["seed"]
+    pd.testing.assert_frame_equal(flag.drop(columns=TIMING), by_set.drop(columns=TIMING), check_exact=True)
+    assert flag["loss"][0] != default["loss"][0]
+
+
+def test_a_run_logged_to_a_file_shows_progress_with_an_eta_and_no_warning(tmp_path, data_dir, repo_root):
+    done = subprocess.run([sys.executable, "-m", "samedge.cli",
+                           *train_args("mnist", tmp_path / "run", data_dir, repo_root)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr and "\r" not in done.stderr
+    steps = [int(n) for n in re.findall(r" (\d+)/30 \[\d\d:\d\d<\d\d:\d\d", done.stderr)]
+    assert steps == [3 * i for i in range(1, 11)]  # a line at every tenth of the run, the last at 30/30
+
+
+def test_progress_by_time_budget_counts_training_seconds(caplog):
+    caplog.set_level(logging.INFO, logger="samedge.train")
+    state = type("State", (), {"step": 0, "train_seconds": 0.0})()
+    progress = Progress("run", state, None, 8.0, stream=io.StringIO())
+    for second in range(1, 9):
+        state.step, state.train_seconds = 10 * second, float(second)
+        progress.update()
+    progress.close()
+    assert [re.search(r"(\S+)/8\.0 \[", r.getMessage())[1] for r in caplog.records] == [
+        f"{s:.1f}" for s in range(1, 9)]

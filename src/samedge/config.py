@@ -51,26 +51,29 @@ def validate_params(params: Any, source: str = "params.yaml") -> None:
         )
     for profile, blocks in params["profiles"].items():
         for task, cfg in blocks.items():
-            _validate_task_block(f"{source}: profiles.{profile}.{task}", task, cfg)
+            _validate_task_block(source, f"profiles.{profile}.{task}", task, cfg)
 
 
-def _validate_task_block(where: str, task: str, cfg: dict) -> None:
-    """What the schema cannot know: the task is registered, its model block, its seeds' grid points."""
+def _validate_task_block(source: str, where: str, task: str, cfg: dict) -> None:
+    """What the schema cannot know: the task is registered, its model and data blocks, its seeds' grid points."""
     from samedge.tasks import TaskError, get_task
 
     try:
-        model_schema = get_task(task).model_schema
+        found = get_task(task)
     except TaskError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
-    errors = sorted(jsonschema.Draft202012Validator(model_schema).iter_errors(cfg["model"]),
-                    key=lambda e: (-len(e.absolute_path), e.message))
-    if errors:
-        path = ".".join(str(p) for p in errors[0].absolute_path)
-        raise ConfigError(f"{where}.model{'.' + path if path else ''}: {errors[0].message}")
+        raise ConfigError(f"{source}: {where}: {exc}") from exc
+    for block, block_schema in (("model", found.model_schema), ("data", found.data_schema)):
+        errors = sorted(jsonschema.Draft202012Validator(block_schema).iter_errors(cfg[block]),
+                        key=lambda e: (-len(e.absolute_path), e.message))
+        if errors:
+            path = ".".join(str(p) for p in errors[0].absolute_path)
+            raise ConfigError(f"{source}: invalid value at '{where}.{block}{'.' + path if path else ''}': "
+                              f"{errors[0].message}")
     for i, entry in enumerate(cfg.get("seeds", [])):
         for axis in ("lr", "rho"):
             if axis in entry and not any(math.isclose(entry[axis], v) for v in cfg["grid"][axis]):
-                raise ConfigError(f"{where}.seeds[{i}].{axis}: {entry[axis]} is not in the grid's {axis} "
+                raise ConfigError(f"{source}: invalid value at '{where}.seeds.{i}.{axis}': {entry[axis]} "
+                                  f"is not in the grid's {axis} "
                                   f"{cfg['grid'][axis]}")
 
 
@@ -141,8 +144,8 @@ def load_run_config(params_path: str | os.PathLike, profile: str | None, task: s
     """The validated config of one run: profiles[profile][task] with overrides applied."""
     params = load_params(params_path)
     if task not in profile_config(params, profile):
-        raise ConfigError(f"task: '{task}' is not in profile '{profile or params['profile']}' of {params_path}; "
-                          f"it has {list(profile_config(params, profile))}")
+        raise ConfigError(f"task: unknown task '{task}' in profile '{profile or params['profile']}' of "
+                          f"{params_path}; it has {list(profile_config(params, profile))}")
     cfg = apply_overrides(profile_config(params, profile)[task], list(overrides))
     checked = copy.deepcopy(params)
     checked["profiles"][profile or params["profile"]][task] = cfg

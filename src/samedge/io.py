@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from samedge.errors import DataError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -34,8 +36,17 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Standard JSON only: a NaN or inf raises ValueError instead of writing what other tools reject."""
     with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file's content; a truncated or edited file is a DataError naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc}); restore or regenerate this file") from exc
 
 
 def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:

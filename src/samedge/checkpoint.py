@@ -1,0 +1,52 @@
+"""Checkpoint files a run can trust: one file whose first line records the sha256 of the torch
+payload after it, so a truncated or corrupted checkpoint is refused with one line instead of
+failing inside torch or being resumed with a flipped bit."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from samedge.errors import CheckpointError
+from samedge.io import atomic_write
+
+MAGIC = b"samedge-checkpoint sha256="
+
+
+def save(path: Path, payload: dict[str, Any]) -> None:
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    body = buffer.getvalue()
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+
+
+def _refuse(path: Path, problem: str) -> CheckpointError:
+    return CheckpointError(f"checkpoint {path} {problem}; delete it to rerun this run from step 0")
+
+
+def load(path: Path, device: torch.device) -> dict[str, Any]:
+    header, _, body = path.read_bytes().partition(b"\n")
+    if not header.startswith(MAGIC):
+        raise _refuse(path, "is not a samedge checkpoint (or its header is damaged)")
+    if header[len(MAGIC):] != hashlib.sha256(body).hexdigest().encode():
+        raise _refuse(path, "is truncated or corrupted (its sha256 does not match)")
+    try:
+        return torch.load(io.BytesIO(body), map_location=device, weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError) as exc:
+        raise _refuse(path, f"cannot be read by this torch ({type(exc).__name__})") from exc
+
+
+def remove(path: Path) -> None:
+    """Remove the checkpoint and temporary files of a killed save, then the folder if that empties it:
+    never anything the run did not write."""
+    path.unlink(missing_ok=True)
+    for stray in path.parent.glob(f".{path.name}.*.tmp"):  # atomic_write's name for a save cut short
+        stray.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty, or already gone
+        path.parent.rmdir()

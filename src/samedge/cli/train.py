@@ -1,0 +1,119 @@
+"""`samedge train`: one run of a task at one learning rate eta and SAM radius rho (rho = 0 is GD),
+measuring the Hessian's top eigenvalues as it goes. Writes OUT/metrics.csv and OUT/run.json, last
+and atomically; checkpoints go to a folder of their own and are removed when the run ends.
+
+Every input is checked before anything is written: a bad value, key, profile, missing data, an
+output folder that cannot be written or that another run holds is one line naming it, exit 2.
+Started again with the same command after a kill, a run resumes from its checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from samedge.errors import ConfigError, SamedgeError
+
+MIN_NORMAL = sys.float_info.min
+
+
+def check_lr_rho(lr: float, rho: float) -> None:
+    """eta and rho for which 2/eta and the SAM edge are finite positive floats (or the ratios are 0/0)."""
+    if not (math.isfinite(lr) and lr > 0 and MIN_NORMAL <= 2.0 / lr < math.inf and math.isfinite(2.0 * lr)):
+        raise ConfigError(f"--lr {lr!r}: expected a finite learning rate > 0 whose edge 2/lr is a normal "
+                          f"float, i.e. {2.0 / sys.float_info.max:.3g} < lr < {2.0 / MIN_NORMAL:.3g}")
+    if not (math.isfinite(rho) and rho >= 0 and math.isfinite(8.0 * rho / lr)):
+        raise ConfigError(f"--rho {rho!r}: expected a finite rho >= 0 (0 is GD) with 8 rho/lr finite")
+
+
+def check_schedule(cfg: dict) -> None:
+    train = cfg["train"]
+    if not (train["max_steps"] or train["time_budget_s"]):
+        raise ConfigError("train: set max_steps or time_budget_s, or the run never ends")
+    if not (train["measure_every_steps"] or train["measure_every_s"]):
+        raise ConfigError("train: set measure_every_steps or measure_every_s, or nothing is measured")
+
+
+def resolve_device(name: str) -> Any:
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available here (use --device auto or cpu)")
+    return torch.device(name)
+
+
+def load_data(args: argparse.Namespace, cfg: dict, device: Any) -> Any:
+    """The run's batches; a config its data cannot satisfy (e.g. more examples than there are) is a ConfigError."""
+    from samedge.batches import batch_source
+
+    try:
+        return batch_source(args.task, cfg, Path(args.data_dir), device)
+    except SamedgeError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(f"{args.task} data in {args.data_dir}: {exc}") from exc
+
+
+def build_spec(args: argparse.Namespace) -> Any:
+    import torch
+
+    from samedge.config import load_params, load_run_config
+    from samedge.rundir import check_checkpoint_dir, check_out_dir, default_checkpoint_dir
+    from samedge.train import RunSpec
+
+    check_lr_rho(args.lr, args.rho)
+    out_dir = Path(args.out)
+    check_out_dir(out_dir)
+    checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else default_checkpoint_dir(out_dir)
+    check_checkpoint_dir(checkpoint_dir, out_dir)
+    seed = [] if args.seed is None else [f"seed={args.seed}"]
+    cfg = load_run_config(args.params, args.profile, args.task, [*args.set, *seed])
+    check_schedule(cfg)
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = load_data(args, cfg, device)
+    profile = args.profile or load_params(args.params)["profile"]
+    return RunSpec(args.task, args.lr, args.rho, profile, cfg, out_dir, checkpoint_dir, device, data)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    from samedge.rundir import claim
+    from samedge.train import run as train
+
+    spec = build_spec(args)
+    with claim(spec.out_dir, spec.checkpoint_dir):
+        record = train(spec)
+    print(f"{record['status']}: {args.task} lr={args.lr:g} rho={args.rho:g} seed={spec.cfg['seed']}, "
+          f"{record['steps']} steps, {record['measurements']} measurements -> {spec.out_dir}", file=sys.stderr)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train one task at one eta and rho, tracking the Hessian's top eigenvalues",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", required=True,
+                   help="a task of the profile: mnist, cifar10, shakespeare, or one named under `tasks:` in params.yaml")
+    p.add_argument("--lr", required=True, type=float, help="learning rate eta (> 0); GD's edge is 2/eta")
+    p.add_argument("--rho", required=True, type=float, help="SAM radius rho (>= 0; 0 = plain GD)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the initialisation and batches (default: the task's `seed` in params.yaml)")
+    p.add_argument("--out", required=True,
+                   help="this run's own folder for metrics.csv and run.json, e.g. results/runs/mnist/lr0.3_rho0.1")
+    p.add_argument("--profile", default=None, help="profile of params.yaml (default: its `profile:` key)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the task's config, e.g. train.max_steps=100 (YAML value; repeatable)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where to train (default: auto = cuda if available, else cpu)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--params", default="params.yaml", help="the params file (default: %(default)s)")
+    p.add_argument("--data-dir", default="data", help="where `samedge fetch` put the data (default: %(default)s)")
+    p.add_argument("--checkpoint-dir", default=None,
+                   help="folder for this run's checkpoint, outside --out (default: OUT.ckpt beside OUT)")
+    p.set_defaults(func=run)

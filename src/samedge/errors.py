@@ -1,0 +1,25 @@
+"""The errors samedge raises for a user's mistake or a bad file: each message is one line naming
+the value or file and what is expected. The CLI catches SamedgeError once (exit 2, one line); any
+other exception is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+
+class SamedgeError(Exception):
+    """Base of every error that is the user's input or files, not a bug."""
+
+
+class ConfigError(SamedgeError, ValueError):
+    """A malformed params file, profile, override or argument; the message names the key."""
+
+
+class DataError(SamedgeError, ValueError):
+    """Missing, corrupt or unverifiable data; the message names the file."""
+
+
+class RunDirError(SamedgeError):
+    """An output or checkpoint folder that a run must not (or cannot) write, or that another run holds."""
+
+
+class CheckpointError(SamedgeError):
+    """A checkpoint that cannot be resumed (corrupt, truncated, or of another run); names the file."""

@@ -1,0 +1,80 @@
+"""A run's two folders, --out (its declared outputs) and its checkpoint folder: refused before
+training when the run would delete or overwrite something else or cannot write there, and held by
+one run at a time. Nothing is ever written into --out but the run's own outputs."""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from samedge.errors import RunDirError
+
+
+def default_checkpoint_dir(out_dir: Path) -> Path:
+    return out_dir.with_name(out_dir.name + ".ckpt")
+
+
+def check_out_dir(out_dir: Path) -> None:
+    out, cwd = out_dir.resolve(), Path.cwd().resolve()
+    if out == cwd or out in cwd.parents:
+        raise RunDirError(f"--out {out_dir}: expected a folder of the run's own, e.g. "
+                          "results/runs/mnist/lr0.3_rho0.1, not the current folder or one above it")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunDirError(f"--out {out_dir}: exists and is not a folder")
+
+
+def check_checkpoint_dir(checkpoint_dir: Path, out_dir: Path) -> None:
+    """The checkpoint folder must not contain --out nor lie inside it: it is emptied when the run ends."""
+    ckpt, out = checkpoint_dir.resolve(), out_dir.resolve()
+    if ckpt == out or ckpt in out.parents or out in ckpt.parents:
+        raise RunDirError(f"--checkpoint-dir {checkpoint_dir}: overlaps --out {out_dir}; expected a folder "
+                          "of its own outside it (default: OUT.ckpt beside OUT)")
+    if checkpoint_dir.exists() and not checkpoint_dir.is_dir():
+        raise RunDirError(f"--checkpoint-dir {checkpoint_dir}: exists and is not a folder")
+
+
+def _make_writable(folder: Path, flag: str) -> bool:
+    """Create folder if needed and prove it writable (an unnamed temporary file leaves no trace).
+    Returns whether it was created."""
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise RunDirError(f"{flag} {folder}: cannot write there ({exc.strerror}); choose a writable folder") from exc
+    return created
+
+
+@contextlib.contextmanager
+def _locked(folder: Path, flag: str) -> Iterator[None]:
+    """An exclusive flock on the folder itself (no lock file), released when the process ends."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirError(f"{flag} {folder}: another samedge run is writing there now; wait for it "
+                              "to end or choose another folder") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def claim(out_dir: Path, checkpoint_dir: Path) -> Iterator[None]:
+    """Hold both folders for one run; on exit remove those it created if they are still empty."""
+    created: list[Path] = []
+    try:
+        for folder, flag in ((out_dir, "--out"), (checkpoint_dir, "--checkpoint-dir")):
+            if _make_writable(folder, flag):
+                created.append(folder)
+        with _locked(out_dir, "--out"), _locked(checkpoint_dir, "--checkpoint-dir"):
+            yield
+    finally:
+        for folder in created:
+            with contextlib.suppress(OSError):  # not empty: it holds results or a checkpoint
+                folder.rmdir()
