@@ -6,6 +6,12 @@ measurement's vectors, for warm starts) plus `guard` extra vectors, and each ite
 residuals of the not yet converged Ritz pairs, so one iteration costs one batched pass of the
 operator over as many vectors as there are unconverged pairs.
 
+Exact in float32: the basis is stored as contiguous rows, and every inner product over
+parameter-length vectors (projections, the Gram matrices of new blocks, V^T A V, the final
+Rayleigh quotients) is accumulated in float64, so the basis is orthonormal to float32 rounding
+and the returned values are the Rayleigh quotients of the returned vectors, free of the 1e-4
+errors that float32 sums over millions of terms leave.
+
 Convergence: every one of the k residual norms ||H v_i - lambda_i v_i|| (v_i unit) is at most
 tol * max_i |lambda_i| over the k returned eigenvalues. Eigenvalue errors are then at most
 that bound, and typically its square divided by the spectral gap.
@@ -19,6 +25,8 @@ import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator
 from torch import Tensor
+
+CHUNK = 1 << 15  # elements per row and chunk of a float64 inner product: the float64 copies stay in cache
 
 
 class Operator(Protocol):
@@ -34,7 +42,11 @@ class EigResult:
     """values, residuals: float64 CPU tensors (k,), values descending; vectors: (dim, k) unit
     eigenvectors in the operator's dtype and device; basis: (dim, k + guard) top Ritz vectors,
     the warm start for the next measurement; hvps: operator applications spent; iterations:
-    batched operator passes."""
+    batched operator passes. resolved: whether the k-th Ritz value stands apart from the
+    (k+1)-th by more than the residual norm ||H V - V diag(values)||_F, so that the returned
+    vectors span the top-k eigenspace to within that ratio (Davis-Kahan); False inside a
+    near-degenerate cluster, where the values are still accurate but the vectors are one basis of
+    a larger, numerically degenerate eigenspace."""
     values: Tensor
     vectors: Tensor
     residuals: Tensor
@@ -42,6 +54,7 @@ class EigResult:
     iterations: int
     converged: bool
     basis: Tensor
+    resolved: bool = False
 
 
 class MatrixOperator:
@@ -66,50 +79,90 @@ class MatrixOperator:
         return self.matmat(x).double().cpu().numpy()
 
 
-class _Basis:
-    """An orthonormal basis V (dim, <= size) with A V, kept in preallocated storage."""
+def gram64(A: Tensor, B: Tensor) -> Tensor:
+    """A B^T for rows A (a, dim) and B (b, dim), accumulated in float64; (a, b) float64 on the CPU."""
+    if A.dtype == torch.float64:
+        return (A @ B.T).cpu()
+    out = torch.zeros(A.shape[0], B.shape[0], dtype=torch.float64, device=A.device)
+    for s in range(0, A.shape[1], CHUNK):
+        out.addmm_(A[:, s:s + CHUNK].double(), B[:, s:s + CHUNK].double().T)
+    return out.cpu()
+
+
+class _Space:
+    """Orthonormal rows V (m, dim), their images A V and T = V A V^T (float64), in preallocated storage."""
 
     def __init__(self, op: Operator, size: int) -> None:
         self.op, self.m, self.hvps, self.passes = op, 0, 0, 0
-        self.V = torch.zeros(op.dim, size, dtype=op.dtype, device=op.device)
-        self.AV = torch.zeros_like(self.V)
-        # A column whose norm falls below this fraction on projection is numerically dependent.
+        self.V = torch.empty(size, op.dim, dtype=op.dtype, device=op.device)
+        self.AV = torch.empty_like(self.V)
+        self.T = torch.zeros(size, size, dtype=torch.float64)
+        # A row whose norm falls below this fraction on projection is numerically dependent.
         self.drop = (100 * torch.finfo(op.dtype).eps) ** 0.5
 
-    def extend(self, block: Tensor, limit: int | None = None) -> int:
-        """Orthonormalise `block` against V (Gram-Schmidt twice), keep at most `limit` columns
-        (default: as many as fit), apply A to the kept columns in one pass."""
-        start, limit = self.m, min(self.V.shape[1], self.m + (limit or self.V.shape[1]))
-        W = block.to(self.op.device, self.op.dtype)
-        norms = W.norm(dim=0)
-        for _ in range(2):  # block products: the matrix-vector ones stall on shared cores
-            W = W - self.V[:, :start] @ (self.V[:, :start].T @ W)
-        for w, norm0 in zip(W.T, norms):
-            if self.m == limit:
-                break
-            for _ in range(2):  # against the columns accepted from this block
-                w = w - self.V[:, start:self.m] @ (self.V[:, start:self.m].T @ w)
-            if w.norm() > self.drop * norm0:
-                self.V[:, self.m] = w / w.norm()
-                self.m += 1
-        if self.m > start:
-            self.AV[:, start:self.m] = self.op.matmat(self.V[:, start:self.m])
-            self.hvps += self.m - start
-            self.passes += 1
-        return self.m - start
+    @property
+    def free(self) -> int:
+        return self.V.shape[0] - self.m
 
-    def ritz(self, r: int) -> tuple[Tensor, Tensor, Tensor]:
-        """The r largest Ritz values (float64, descending), Ritz vectors X and A X."""
-        V, AV = self.V[:, :self.m], self.AV[:, :self.m]
-        T = (V.T @ AV).double().cpu()
-        theta, Y = torch.linalg.eigh((T + T.T) / 2)
-        theta, Y = theta.flip(0)[:r], Y.flip(1)[:, :r].to(V.device, V.dtype)
-        return theta, V @ Y, AV @ Y
+    def extend(self, W: Tensor) -> int:
+        """Orthonormalise the rows of W against V and among themselves (twice, products in float64),
+        keep those that are not numerically dependent (at most as many as fit), apply A in one pass."""
+        W = self._orthonormalise(W)[:self.free]
+        start, n = self.m, W.shape[0]
+        if n == 0:
+            return 0
+        self.V[start:start + n] = W
+        self.AV[start:start + n] = self.op.matmat(self.V[start:start + n].T).T
+        self.m += n
+        self.hvps += n
+        self.passes += 1
+        block = gram64(self.V[start:self.m], self.AV[:self.m])  # (n, m): new rows of V A V^T
+        self.T[start:self.m, :self.m] = block
+        self.T[:start, start:self.m] = block[:, :start].T
+        self.T[start:self.m, start:self.m] = (block[:, start:] + block[:, start:].T) / 2
+        return n
+
+    def _orthonormalise(self, W: Tensor) -> Tensor:
+        V = self.V[:self.m]
+        norms = torch.linalg.vector_norm(W, dim=1).cpu().double()
+        for sweep in range(2):
+            if self.m:
+                W = torch.addmm(W, gram64(W, V).to(W.device, W.dtype), V, alpha=-1)
+            if sweep == 0:  # residuals already inside span V have lost almost all their norm
+                keep = torch.linalg.vector_norm(W, dim=1).cpu().double() > self.drop * norms
+                W = W[keep.to(W.device)]
+            W = self._svqb(W)
+        return W
+
+    def _svqb(self, W: Tensor) -> Tensor:
+        """Orthonormal rows spanning those of W (dropping dependent directions), by the
+        eigendecomposition of their float64 Gram matrix (Stathopoulos & Wu's SVQB)."""
+        if W.shape[0] == 0:
+            return W
+        G = gram64(W, W)
+        scale = G.diagonal().rsqrt()
+        S, U = torch.linalg.eigh(G * scale[:, None] * scale[None, :])
+        S, U = S.flip(0), U.flip(1)
+        keep = S > self.drop ** 2 * S[0]
+        C = (U[:, keep] * S[keep].rsqrt()).T * scale[None, :]
+        return C.to(W.device, W.dtype) @ W
+
+    def ritz(self) -> tuple[Tensor, Tensor]:
+        """All Ritz values (float64, descending) and their coefficient vectors Y (m, m) in V."""
+        theta, Y = torch.linalg.eigh(self.T[:self.m, :self.m])
+        return theta.flip(0), Y.flip(1)
+
+    def combine(self, Y: Tensor) -> tuple[Tensor, Tensor]:
+        """Rows X = Y^T V and A X = Y^T A V for coefficient columns Y (m, r)."""
+        Yt = Y.T.to(self.V.device, self.V.dtype)
+        return Yt @ self.V[:self.m], Yt @ self.AV[:self.m]
 
     def restart(self, X: Tensor, AX: Tensor) -> None:
         """Keep only the Ritz vectors X (orthonormal, in span V) and A X: no operator cost."""
-        self.m = X.shape[1]
-        self.V[:, :self.m], self.AV[:, :self.m] = X, AX
+        r = X.shape[0]
+        self.V[:r], self.AV[:r], self.m = X, AX, r
+        block = gram64(self.V[:r], self.AV[:r])
+        self.T[:r, :r] = (block + block.T) / 2
 
 
 def top_eigenpairs(op: Operator, k: int = 3, tol: float = 1e-3, max_iters: int = 100,
@@ -130,25 +183,34 @@ def top_eigenpairs(op: Operator, k: int = 3, tol: float = 1e-3, max_iters: int =
     size = min(op.dim, max_basis or max(3 * block, 20))
     if size < 2 * block and size < op.dim:
         raise ValueError(f"max_basis: expected at least 2 (k + guard) = {2 * block}, got {max_basis}")
-    basis = _Basis(op, size)
+    space = _Space(op, size)
     generator = torch.Generator().manual_seed(seed)
-    start = torch.empty(op.dim, 0, dtype=op.dtype) if init is None else init
-    while basis.m < block:  # more than once only if columns of `init` were dependent
-        noise = torch.randn(op.dim, block - basis.m, dtype=torch.float64, generator=generator)
-        basis.extend(torch.cat([start.to(op.device, op.dtype), noise.to(op.device, op.dtype)], dim=1), limit=block)
-        start = start[:, :0]
+    start = torch.empty(0, op.dim, dtype=op.dtype, device=op.device) if init is None else init.T
+    while space.m < block:  # more than once only if rows of `init` were dependent
+        noise = torch.randn(block - space.m, op.dim, dtype=torch.float64, generator=generator)
+        space.extend(torch.cat([start.to(op.device, op.dtype), noise.to(op.device, op.dtype)])[:block - space.m])
+        start = start[:0]
     while True:
-        theta, X, AX = basis.ritz(block)
-        R = AX[:, :k] - X[:, :k] * theta[:k].to(X.device, X.dtype)
-        res = R.norm(dim=0).double().cpu()
+        theta, Y = space.ritz()
+        X, AX = space.combine(Y[:, :k])
+        R = torch.addcmul(AX, X, -theta[:k, None].to(X.device, X.dtype))
+        res = torch.linalg.vector_norm(R, dim=1).cpu().double()
         open_ = res > tol * theta[:k].abs().max()
-        if not open_.any() or basis.passes >= max_iters:
+        if not open_.any() or space.passes >= max_iters:
             break
-        if basis.m + int(open_.sum()) > size:
-            basis.restart(X, AX)
-        if basis.extend(R[:, open_.to(R.device)]) == 0:  # residuals numerically inside the space
+        if space.free < int(open_.sum()):
+            space.restart(*space.combine(Y[:, :block]))
+            continue
+        if space.extend(R[open_.to(R.device)]) == 0:  # residuals numerically inside the space
             break
-    return EigResult(theta[:k], X[:, :k], res, basis.hvps, basis.passes, not bool(open_.any()), X)
+    converged = not bool(open_.any())
+    basis = space.combine(Y[:, :block])[0]
+    values = gram64(X, AX).diagonal() / gram64(X, X).diagonal()  # Rayleigh quotients, float64
+    order = values.argsort(descending=True)
+    values, X, AX = values[order], X[order.to(X.device)], AX[order.to(X.device)]
+    res = torch.linalg.vector_norm(torch.addcmul(AX, X, -values[:, None].to(X.device, X.dtype)), dim=1).cpu().double()
+    gap = theta[k - 1] - theta[k] if space.m > k else 0.0
+    return EigResult(values, X.T, res, space.hvps, space.passes, converged, basis.T, bool(gap > res.norm()))
 
 
 def _check_args(op: Operator, k: int, tol: float, max_iters: int, init: Tensor | None, guard: int) -> None:
