@@ -12,7 +12,7 @@ from samedge.errors import CheckpointError, ConfigError, DataError, RunDirError,
 from samedge.tasks import TaskError
 
 HEAVY = ("torch", "pandas", "seaborn", "matplotlib", "scipy")
-SUBCOMMANDS = [command.__name__.rsplit(".", 1)[1] for command in COMMANDS]
+SUBCOMMANDS = list(COMMANDS)
 
 
 def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

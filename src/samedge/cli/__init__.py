@@ -12,14 +12,15 @@ Start with `make pipeline` (every step below, for the profile in params.yaml), o
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
-from samedge.cli import aggregate, fetch, figure, train
 from samedge.errors import SamedgeError
 
-# Each module defines its subcommand's options and imports its heavy libraries (torch, pandas,
-# seaborn) only when it runs, so `samedge --help` and a mistyped option answer at once.
-COMMANDS = (fetch, train, aggregate, figure)
+# One module samedge.cli.<command> each: it defines the subcommand's options and imports its heavy
+# libraries (torch, pandas, seaborn) only when it runs, so `samedge --help` answers at once. They
+# are imported by name, so a pipeline stage's code (samedge.codedeps) is its own command's module only.
+COMMANDS = ("fetch", "train", "aggregate", "figure")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
-        command.register(sub)
+        importlib.import_module(f"{__name__}.{command}").register(sub)
     return parser
 
 
