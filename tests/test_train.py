@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -323,3 +324,12 @@ def test_progress_by_time_budget_counts_training_seconds(caplog):
     progress.close()
     assert [re.search(r"(\S+)/8\.0 \[", r.getMessage())[1] for r in caplog.records] == [
         f"{s:.1f}" for s in range(1, 9)]
+
+
+def test_a_corrupt_manifest_is_one_line_naming_it(tmp_path, data_dir, repo_root, capsys):
+    shutil.copytree(data_dir / "prepared" / "mnist", tmp_path / "data" / "prepared" / "mnist")
+    manifest = tmp_path / "data" / "prepared" / "mnist" / "manifest.json"
+    manifest.write_text(manifest.read_text()[:100])
+    assert main(train_args("mnist", tmp_path / "run", tmp_path / "data", repo_root)) == 2
+    one_error_line(capsys.readouterr().err, str(manifest), "not valid JSON")
+    assert not (tmp_path / "run").exists()

@@ -15,19 +15,18 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
-import pandas as pd
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from samedge import checkpoint
 from samedge.batches import BatchSource
-from samedge.edge import gd_edge, sam_edge
 from samedge.errors import CheckpointError
 from samedge.io import atomic_write, write_json
 from samedge.progress import Progress
 from samedge.provenance import device_name, versions
-from samedge.runs import EXTRA_COLUMNS, METRIC_COLUMNS, METRICS_FILE, RECORD_FILE
-from samedge.sam import SamGradient, apply_update, sam_gradient
+from samedge.monitor import metrics_frame, metrics_row
+from samedge.runs import METRICS_FILE, RECORD_FILE
+from samedge.sam import SamGradient, SamTensors, apply_update, sam_gradient_tensors
 from samedge.tasks import get_task
 from samedge.tracker import EigenTracker
 
@@ -35,6 +34,9 @@ log = logging.getLogger("samedge.train")
 
 CHECKPOINT_FILE = "checkpoint.pt"
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what schedulers expect from a job that stopped on TERM
+# The loop reads the divergence watch (a host-device sync) every this many steps, and at every
+# measurement, checkpoint and the end; the step it reports is exact (recorded on the device).
+DIVERGENCE_CHECK_EVERY = 20
 
 
 @dataclass
@@ -88,42 +90,60 @@ def _clock(device: torch.device) -> float:
     return time.perf_counter()
 
 
-def _cosine(a: Tensor, b: Tensor) -> float:
-    denom = torch.linalg.vector_norm(a) * torch.linalg.vector_norm(b)
-    return float(a @ b / denom) if denom > 0 else math.nan
-
-
 def edge_ratio_of(row: dict[str, Any]) -> float:
     """lambda_1 / sam_edge for the log and the progress bar (NaN at a zero edge: ||g|| = 0 with rho > 0)."""
     return row["lambda_1"] / row["sam_edge"] if row["sam_edge"] else math.nan
 
 
-def measurement_row(spec: RunSpec, state: RunState, grads: SamGradient, eig: Any) -> dict[str, Any]:
-    """One metrics.csv row. v1 is oriented so align_grad >= 0 (an eigenvector's sign is arbitrary)."""
-    values = [float(v) for v in eig.values]
-    v1 = eig.vectors[:, 0].to(grads.grad.dtype)
-    if v1 @ grads.grad < 0:
-        v1 = -v1
-    n_lambdas = max(3, len(values))
-    row: dict[str, Any] = {
-        "step": state.step, "train_seconds": state.train_seconds, "loss": grads.loss,
-        "grad_norm": grads.grad_norm,
-        **{f"lambda_{i + 1}": values[i] if i < len(values) else math.nan for i in range(n_lambdas)},
-        "gd_edge": gd_edge(spec.lr), "sam_edge": sam_edge(grads.grad_norm, spec.lr, spec.rho),
-        "align_grad": _cosine(v1, grads.grad), "align_sam_grad": _cosine(v1, grads.sam_grad),
-        "hvp_count": int(eig.hvps),
-        "eig_rel_residual": float(max(eig.residuals)) / max(abs(values[0]), 1e-30),
-        "eig_converged": bool(eig.converged), "wall_seconds": state.wall_seconds,
-    }
-    return row
-
-
-def divergence_reason(grads: SamGradient, bound: float, step: int) -> str | None:
-    if not math.isfinite(grads.loss) or not math.isfinite(grads.grad_norm):
-        return f"non-finite loss or gradient at step {step} (loss {grads.loss})"
-    if grads.loss > bound:
-        return f"loss {grads.loss:.4g} above train.divergence_loss = {bound:g} at step {step}"
+def divergence_reason(loss: float, grad_norm: float, bound: float, step: int) -> str | None:
+    if not math.isfinite(loss) or not math.isfinite(grad_norm):
+        return f"non-finite loss or gradient at step {step} (loss {loss})"
+    if loss > bound:
+        return f"loss {loss:.4g} above train.divergence_loss = {bound:g} at step {step}"
     return None
+
+
+class DivergenceWatch:
+    """The first step whose loss or ||g|| is non-finite or above the bound, kept on the device
+    (no sync per step); `first()` reads it (one sync)."""
+
+    def __init__(self, bound: float, device: torch.device) -> None:
+        self.bound = bound
+        self._step = torch.full((), -1, dtype=torch.int64, device=device)
+        self._values = torch.zeros(2, dtype=torch.float64, device=device)  # loss, ||g|| at that step
+
+    def observe(self, grads: SamTensors, step: int) -> None:
+        loss, norm = grads.loss, grads.grad_norm
+        bad = ~torch.isfinite(loss) | ~torch.isfinite(norm) | (loss > self.bound)
+        new = bad & (self._step < 0)
+        self._step = torch.where(new, step, self._step)
+        self._values = torch.where(new, torch.stack([loss, norm]).double(), self._values)
+
+    def first(self) -> tuple[int, str] | None:
+        """(step, reason) of the first diverging step observed, or None."""
+        step = int(self._step)
+        if step < 0:
+            return None
+        loss, norm = self._values.tolist()
+        return step, divergence_reason(loss, norm, self.bound, step)
+
+
+class TrainClock:
+    """Training seconds (measurements and checkpoints excluded) without a sync per step: host time
+    since the last pause, exact at each pause (a device sync, where the loop syncs anyway)."""
+
+    def __init__(self, device: torch.device, seconds: float) -> None:
+        self.device, self.base, self.start = device, seconds, _clock(device)
+
+    def now(self) -> float:
+        return self.base + time.perf_counter() - self.start
+
+    def pause(self) -> float:
+        self.base += _clock(self.device) - self.start
+        return self.base
+
+    def resume(self) -> None:
+        self.start = _clock(self.device)
 
 
 MeasureHook = Callable[["Trainer", Any, SamGradient, dict[str, Any]], None]
@@ -197,7 +217,8 @@ class Trainer:
 
     def _measure(self, batch: Any, grads: SamGradient) -> dict[str, Any]:
         eig = self.tracker.measure(self.model, self.loss_fn, batch)
-        row = measurement_row(self.spec, self.state, grads, eig)
+        row = metrics_row(self.state.step, self.state.train_seconds, self.state.wall_seconds,
+                          self.spec.lr, self.spec.rho, grads, eig)
         self.state.rows.append(row)
         if self.train_cfg["measure_every_s"]:
             self.state.next_measure_s += self.train_cfg["measure_every_s"]
@@ -208,40 +229,61 @@ class Trainer:
             self.on_measure(self, batch, grads, row)
         return row
 
+    def _divergence(self, watch: DivergenceWatch) -> str | None:
+        """Reads the watch (a sync); on divergence, the run ends at the first diverging step."""
+        found = watch.first()
+        if found is None:
+            return None
+        self.state.step, reason = found
+        log.warning("diverged: %s", reason)
+        return reason
+
     def run(self) -> dict:
-        """Train until done; returns the run record (also written to run.json)."""
+        """Train until done; returns the run record (also written to run.json).
+
+        The step itself makes no host-device sync: the loss and ||g|| stay on the device until a
+        measurement, and divergence is read every DIVERGENCE_CHECK_EVERY steps (exact step kept)."""
         spec, state = self.spec, self.state
         preemption = Preemption()
         status, reason = "completed", None
         bar = Progress(f"{spec.task} lr={spec.lr:g} rho={spec.rho:g}", state, self.train_cfg["max_steps"],
                        self.train_cfg["time_budget_s"])
+        watch = DivergenceWatch(self.train_cfg["divergence_loss"], spec.device)
+        clock = TrainClock(spec.device, state.train_seconds)
         try:
             while not self._finished():
                 wall_start = time.perf_counter()
                 batch = spec.data.batch(state.step)
-                start = _clock(spec.device)
-                grads = sam_gradient(self.model, self.loss_fn, batch, spec.rho)
-                elapsed = _clock(spec.device) - start
-                reason = divergence_reason(grads, self.train_cfg["divergence_loss"], state.step)
-                if reason:
+                grads = sam_gradient_tensors(self.model, self.loss_fn, batch, spec.rho)
+                watch.observe(grads, state.step)
+                measure = self._measurement_due()
+                if (measure or state.step % DIVERGENCE_CHECK_EVERY == 0) and (reason := self._divergence(watch)):
                     status = "diverged"
-                    log.warning("diverged: %s", reason)
                     break
-                if self._measurement_due():
-                    row = self._measure(batch, grads)
-                    bar.set_postfix(loss=f"{grads.loss:.4g}", l1_over_edge=f"{edge_ratio_of(row):.3f}")
-                start = _clock(spec.device)
+                if measure:
+                    state.train_seconds = clock.pause()
+                    synced = grads.synced()
+                    row = self._measure(batch, synced)
+                    bar.set_postfix(loss=f"{synced.loss:.4g}", l1_over_edge=f"{edge_ratio_of(row):.3f}")
+                    clock.resume()
                 apply_update(self.model, grads.sam_grad, spec.lr)
-                state.train_seconds += elapsed + _clock(spec.device) - start
                 state.step += 1
+                state.train_seconds = clock.now()
                 state.wall_seconds += time.perf_counter() - wall_start
                 bar.update()
-                if preemption.requested:
+                if preemption.requested or self._checkpoint_due():
+                    if reason := self._divergence(watch):  # never checkpoint past a diverged step
+                        status = "diverged"
+                        break
+                    state.train_seconds = clock.pause()
                     self.save_checkpoint()
+                    clock.resume()
+                if preemption.requested:
                     log.warning("SIGTERM: checkpoint written at step %d; exiting", state.step)
                     raise SystemExit(PREEMPTED_EXIT_CODE)
-                if self._checkpoint_due():
-                    self.save_checkpoint()
+            else:  # the budget ended: steps since the last check may have diverged
+                if reason := self._divergence(watch):
+                    status = "diverged"
         finally:
             bar.close()
             preemption.restore()
@@ -255,10 +297,8 @@ class Trainer:
                   "versions": versions(), "device": device_name(spec.device),
                   "wall_seconds": state.wall_seconds, "train_seconds": state.train_seconds,
                   "total_hvps": sum(r["hvp_count"] for r in state.rows), "measurements": len(state.rows), "resumes": state.resumes}
-        extra = [c for c in state.rows[0] if c not in METRIC_COLUMNS] if state.rows else EXTRA_COLUMNS
-        frame = pd.DataFrame(state.rows, columns=METRIC_COLUMNS + extra)
         with atomic_write(spec.out_dir / METRICS_FILE) as tmp:
-            frame.to_csv(tmp, index=False)
+            metrics_frame(state.rows).to_csv(tmp, index=False)
         write_json(spec.out_dir / RECORD_FILE, record)
         checkpoint.remove(self.checkpoint_path)  # only the files this run wrote
         return record

@@ -32,6 +32,14 @@ BUILTIN: dict[str, str] = {
 }
 
 
+# The `data:` block of a task that reads a prepared data set: n_train takes a prefix of it.
+PREFIX_DATA_SCHEMA = {
+    "type": "object", "additionalProperties": False, "required": ["n_train"],
+    "properties": {"n_train": {"type": ["integer", "null"], "minimum": 1,
+                               "description": "prefix of the training set (null: all)"}},
+}
+
+
 class TaskError(ConfigError):
     """An unknown task, or a task module that does not define a valid TASK."""
 
@@ -58,6 +66,7 @@ class Task:
         batches() makes its data itself (no fetch step).
     minibatch: True for SGD on minibatches (every quantity measured on the current minibatch),
         False for full-batch GD/SAM. The figures call the base optimizer SGD or GD accordingly.
+    model_schema, data_schema: JSON schemas of the task's `model:` and `data:` blocks in params.yaml.
     """
 
     name: str
@@ -68,6 +77,7 @@ class Task:
     data: Any = None
     minibatch: bool = False
     model_schema: dict = field(default_factory=lambda: {"type": "object"})
+    data_schema: dict = field(default_factory=lambda: dict(PREFIX_DATA_SCHEMA))
     paper: PaperFigures | None = None
 
     @property

@@ -1,0 +1,123 @@
+"""The metrics of the run contract from any training loop: one row per Hessian measurement.
+
+`metrics_row` builds a metrics.csv row (samedge.runs.METRIC_COLUMNS, then the diagnostics) from
+what a SAM/GD step computed at the iterate and a top-k eigen measurement there; the pipeline's
+Trainer and EdgeMonitor both use it. EdgeMonitor is for a training loop of your own:
+
+    monitor = EdgeMonitor(lr=0.05, rho=0.05, every=25)
+    for step, (x, y) in enumerate(batches):
+        monitor.observe(step, model, loss_fn, (x, y))   # at w_t, before your update
+        ...your own update of model...
+    monitor.write("runs/mine/lr0.05_rho0.05", task="mine")   # metrics.csv + run.json
+
+`observe` measures on its cadence only: it computes the loss, ||g||, the SAM gradient and the top-k
+eigenpairs at the current weights (weights untouched), warm-starting each measurement from the last.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from samedge.edge import gd_edge, sam_edge
+from samedge.eigensolver import EigResult
+from samedge.io import atomic_write, write_json
+from samedge.objective import Data, LossFn
+from samedge.provenance import versions
+from samedge.runs import EXTRA_COLUMNS, METRIC_COLUMNS, METRICS_FILE, RECORD_FILE
+from samedge.sam import SamGradient, sam_gradient
+from samedge.tracker import EigenTracker
+
+
+def _cosine(a: Tensor, b: Tensor) -> float:
+    denom = torch.linalg.vector_norm(a) * torch.linalg.vector_norm(b)
+    return float(a @ b / denom) if denom > 0 else math.nan
+
+
+def metrics_row(step: int, train_seconds: float, wall_seconds: float, lr: float, rho: float,
+                grads: SamGradient, eig: EigResult) -> dict[str, Any]:
+    """One metrics.csv row. v1 is oriented so align_grad >= 0 (an eigenvector's sign is arbitrary)."""
+    values = [float(v) for v in eig.values]
+    v1 = eig.vectors[:, 0].to(grads.grad.dtype)
+    if v1 @ grads.grad < 0:
+        v1 = -v1
+    n_lambdas = max(3, len(values))
+    return {
+        "step": step, "train_seconds": train_seconds, "loss": grads.loss, "grad_norm": grads.grad_norm,
+        **{f"lambda_{i + 1}": values[i] if i < len(values) else math.nan for i in range(n_lambdas)},
+        "gd_edge": gd_edge(lr), "sam_edge": sam_edge(grads.grad_norm, lr, rho),
+        "align_grad": _cosine(v1, grads.grad), "align_sam_grad": _cosine(v1, grads.sam_grad),
+        "hvp_count": int(eig.hvps),
+        "eig_rel_residual": float(max(eig.residuals)) / max(abs(values[0]), 1e-30),
+        "eig_converged": bool(eig.converged), "wall_seconds": wall_seconds,
+    }
+
+
+def metrics_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows as metrics.csv's table: the contract columns first, then the diagnostics."""
+    extra = [c for c in rows[0] if c not in METRIC_COLUMNS] if rows else EXTRA_COLUMNS
+    return pd.DataFrame(rows, columns=METRIC_COLUMNS + extra)
+
+
+class EdgeMonitor:
+    """Measures, every `every` steps of a loop of your own, the quantities the paper plots.
+
+    lr and rho are those of your update (rho = 0: GD/SGD); they set 2/eta, the SAM edge and the
+    SAM gradient whose alignment with v1 is reported. k, tol, max_iters: the tracker's settings.
+    Measurement time is kept out of train_seconds.
+    """
+
+    def __init__(self, lr: float, rho: float = 0.0, every: int = 50, k: int = 3, tol: float = 1e-3,
+                 max_iters: int = 100, seed: int = 0) -> None:
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr: expected a positive finite learning rate, got {lr}")
+        if not (math.isfinite(rho) and rho >= 0):
+            raise ValueError(f"rho: expected a finite rho >= 0, got {rho}")
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every: expected a positive number of steps, got {every!r}")
+        self.lr, self.rho, self.every, self.seed = lr, rho, every, seed
+        self.tracker = EigenTracker(k=k, tol=tol, max_iters=max_iters, seed=seed)
+        self.rows: list[dict[str, Any]] = []
+        self.steps = 0
+        self._start: float | None = None
+        self._measuring = 0.0
+
+    def observe(self, step: int, model: nn.Module, loss_fn: LossFn, data: Data) -> dict[str, Any] | None:
+        """Call once per step at the iterate w_t, before your update; returns the row it measured, if due."""
+        now = time.perf_counter()
+        if self._start is None:
+            self._start = now
+        self.steps = step + 1
+        if step % self.every:
+            return None
+        grads = sam_gradient(model, loss_fn, data, self.rho)
+        eig = self.tracker.measure(model, loss_fn, data)
+        train_seconds = now - self._start - self._measuring
+        row = metrics_row(step, train_seconds, now - self._start, self.lr, self.rho, grads, eig)
+        self.rows.append(row)
+        self._measuring += time.perf_counter() - now
+        return row
+
+    def frame(self) -> pd.DataFrame:
+        return metrics_frame(self.rows)
+
+    def write(self, out_dir: str | Path, task: str, status: str = "completed", reason: str | None = None) -> Path:
+        """metrics.csv and run.json in out_dir, as `samedge train` writes them (aggregate reads them:
+        put them at runs/<task>/lr<lr>_rho<rho>/ and run `samedge aggregate --runs-dir runs`)."""
+        out_dir = Path(out_dir)
+        with atomic_write(out_dir / METRICS_FILE) as tmp:
+            self.frame().to_csv(tmp, index=False)
+        record = {"status": status, "reason": reason, "task": task, "lr": self.lr, "rho": self.rho,
+                  "seed": self.seed, "steps": self.steps, "measurements": len(self.rows),
+                  "total_hvps": sum(r["hvp_count"] for r in self.rows), "source": "samedge.monitor.EdgeMonitor",
+                  "wall_seconds": self.rows[-1]["wall_seconds"] if self.rows else 0.0,
+                  "train_seconds": self.rows[-1]["train_seconds"] if self.rows else 0.0,
+                  "tracker": {k: v for k, v in self.tracker.state_dict().items() if k != "basis"},
+                  "versions": versions()}
+        write_json(out_dir / RECORD_FILE, record)
+        return out_dir
