@@ -126,3 +126,52 @@ def test_apply_update_is_plain_sgd():
     direction = torch.arange(8, dtype=torch.float64)
     apply_update(model, direction, 0.25)
     torch.testing.assert_close(flat_params(model), before - 0.25 * direction, rtol=0, atol=1e-15)
+
+
+# ---------------------------------------------------------------- the library API refuses bad input before any change
+def _refused(match, call):
+    model, x, y = tiny_mlp_batch()
+    before = flat_params(model).clone()
+    with pytest.raises(ValueError, match=match):
+        call(model, x, y)
+    assert torch.equal(flat_params(model), before)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_targets_are_refused(bad):
+    def call(model, x, y):
+        targets = torch.nn.functional.one_hot(y, 10).double()
+        targets[5, 2] = bad
+        sam_step(model, lambda out, t: ((out - t) ** 2).mean(), (x, targets), 0.1, 0.1)
+    _refused("targets.*NaN or Inf", call)
+
+
+def test_a_list_of_two_tensors_is_refused_as_ambiguous():
+    _refused("ambiguous", lambda model, x, y: sam_step(model, mse_loss, [x, y], 0.1, 0.1))
+    _refused("pair", lambda model, x, y: sam_step(model, mse_loss, [(x, y), x], 0.1, 0.1))
+
+
+def test_a_model_without_trainable_parameters_is_refused():
+    model, x, y = tiny_mlp_batch()
+    model.requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        sam_step(model, mse_loss, (x, y), 0.1, 0.1)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        apply_update(model, torch.zeros(0, dtype=torch.float64), 0.1)
+
+
+@pytest.mark.parametrize("delta", [-1, 1])
+def test_apply_update_refuses_a_direction_of_the_wrong_length(delta):
+    n = sum(p.numel() for p in tiny_mlp_batch()[0].parameters())
+    _refused("direction", lambda model, x, y: apply_update(model, torch.ones(n + delta, dtype=torch.float64), 0.1))
+
+
+def test_chunks_are_validated_once_and_reused_without_checks(monkeypatch):
+    """chunk_data validates when it builds the chunks; a step on them runs no finiteness check
+    (a host-device sync on CUDA)."""
+    model, x, y = tiny_mlp_batch()
+    chunks = chunk_data(x, y, 10)
+    calls = []
+    monkeypatch.setattr(torch, "isfinite", lambda t: calls.append(1) or torch.ones((), dtype=torch.bool))
+    sam_step(model, mse_loss, chunks, 0.1, 0.1)
+    assert calls == []

@@ -2,6 +2,9 @@
 
 The step is split in two so a caller can measure the Hessian at the iterate w_t between the
 gradients and the update (the training loop does) without recomputing either gradient.
+`sam_gradient_tensors` makes no host-device sync (no .item(), no data-dependent branch, fused
+per-parameter updates), so a CUDA training loop queues steps without waiting; `sam_gradient`
+is the same computation with the loss and norm as Python floats.
 """
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from samedge.objective import Data, LossFn, flat, loss_and_grad
+from samedge.objective import Data, LossFn, as_chunks, flat, loss_and_grad, trainable
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,20 @@ class SamGradient:
     sam_grad: Tensor   # the gradient the update uses, at w_t + rho g/||g|| (= grad when rho = 0)
 
 
+@dataclass(frozen=True)
+class SamTensors:
+    """SamGradient with the loss and the norm still 0-dim tensors on the model's device."""
+
+    loss: Tensor
+    grad_norm: Tensor
+    grad: Tensor
+    sam_grad: Tensor
+
+    def synced(self) -> SamGradient:
+        """As Python floats (a host-device sync on CUDA)."""
+        return SamGradient(float(self.loss), float(self.grad_norm), self.grad, self.sam_grad)
+
+
 def _check_step_args(lr: float | None, rho: float) -> None:
     if lr is not None and not lr > 0:
         raise ValueError(f"lr: expected a positive learning rate, got {lr}")
@@ -30,46 +47,50 @@ def _check_step_args(lr: float | None, rho: float) -> None:
         raise ValueError(f"rho: expected rho >= 0, got {rho}")
 
 
-def _trainable(model: nn.Module) -> list[nn.Parameter]:
-    return [p for p in model.parameters() if p.requires_grad]
+def sam_gradient_tensors(model: nn.Module, loss_fn: LossFn, data: Data, rho: float) -> SamTensors:
+    """Both gradients of a SAM step at the current weights; the weights end bit-exactly as they began.
+
+    Costs one gradient evaluation at rho = 0 and two otherwise (also when ||g|| = 0: the ascent
+    step is then zero, decided on the device rather than by a sync).
+    """
+    _check_step_args(None, rho)
+    chunks = as_chunks(data)
+    params = trainable(model)
+    loss, grads = loss_and_grad(model, loss_fn, chunks)
+    grad = flat(grads)
+    grad_norm = torch.linalg.vector_norm(grad)
+    if rho == 0:
+        return SamTensors(loss, grad_norm, grad, grad)
+    scale = torch.where(grad_norm > 0, rho / grad_norm, 0.0)
+    with torch.no_grad():
+        saved = [p.detach().clone() for p in params]
+        torch._foreach_add_(params, torch._foreach_mul(grads, scale))
+    try:
+        sam_grad = flat(loss_and_grad(model, loss_fn, chunks)[1])
+    finally:
+        with torch.no_grad():  # restore by copy, not by subtraction: bit-exact
+            torch._foreach_copy_(params, saved)
+    return SamTensors(loss, grad_norm, grad, sam_grad)
 
 
 def sam_gradient(model: nn.Module, loss_fn: LossFn, data: Data, rho: float) -> SamGradient:
-    """Both gradients of a SAM step at the current weights; the weights end bit-exactly as they began.
-
-    Costs one gradient evaluation at rho = 0 and two otherwise.
-    """
-    _check_step_args(None, rho)
-    params = _trainable(model)
-    loss, grads = loss_and_grad(model, loss_fn, data)
-    grad = flat(grads)
-    grad_norm = torch.linalg.vector_norm(grad)
-    if rho == 0 or grad_norm == 0:
-        sam_grad = grad
-    else:
-        saved = [p.detach().clone() for p in params]
-        scale = rho / grad_norm
-        with torch.no_grad():
-            for p, g in zip(params, grads):
-                p.add_(g * scale)
-        try:
-            sam_grad = flat(loss_and_grad(model, loss_fn, data)[1])
-        finally:
-            with torch.no_grad():  # restore by copy, not by subtraction: bit-exact
-                for p, s in zip(params, saved):
-                    p.copy_(s)
-    return SamGradient(float(loss), float(grad_norm), grad, sam_grad)
+    """sam_gradient_tensors with the loss and ||g|| as floats."""
+    return sam_gradient_tensors(model, loss_fn, data, rho).synced()
 
 
 def apply_update(model: nn.Module, direction: Tensor, lr: float) -> None:
-    """Plain SGD update w <- w - lr * direction (flat), no momentum, no weight decay."""
+    """Plain SGD update w <- w - lr * direction (flat), no momentum, no weight decay.
+
+    The direction's length is checked before any parameter changes."""
     _check_step_args(lr, 0.0)
-    offset = 0
+    params = trainable(model)
+    sizes = [p.numel() for p in params]
+    if direction.ndim != 1 or direction.numel() != sum(sizes):
+        raise ValueError(f"direction: expected a flat vector of {sum(sizes)} values (the trainable "
+                         f"parameters), got shape {tuple(direction.shape)}")
     with torch.no_grad():
-        for p in _trainable(model):
-            n = p.numel()
-            p.sub_(lr * direction[offset:offset + n].view_as(p))
-            offset += n
+        step = (lr * direction).split(sizes)  # lr * d, then subtract: the arithmetic of p.sub_(lr * d)
+        torch._foreach_sub_(params, [s.view_as(p) for s, p in zip(step, params)])
 
 
 def sam_step(model: nn.Module, loss_fn: LossFn, data: Data, lr: float, rho: float) -> SamGradient:
