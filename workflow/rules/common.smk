@@ -4,10 +4,11 @@ import json
 
 from snakemake.utils import validate
 
+from samedge.codedeps import digest, module_files
 from samedge.config import fmt_value, profile_config, validate_params
 from samedge.runs import profile_runs
 from samedge.figure_specs import FIGURES, figure_files
-from samedge.tasks import get_task, register_user_tasks
+from samedge.tasks import BUILTIN, get_task, module_file, register_user_tasks
 
 # Pipeline switches given with --config KEY=VALUE; they choose how jobs run, not what they
 # compute, so they are not part of params.yaml and are left out of its schema validation.
@@ -63,6 +64,18 @@ def task_data(wildcards):
     return [f"data/prepared/{wildcards.task}"] if get_task(wildcards.task).data is not None else []
 
 
+def task_code(wildcards):
+    """A digest of the task's own module (a built-in task: with the package modules it imports):
+    tasks are loaded by name, so the training stage's import graph does not reach them. Editing a
+    task's module reruns that task's runs only."""
+    task = wildcards.task
+    if task in BUILTIN:
+        return digest(module_files(BUILTIN[task], PACKAGE_DIR), PACKAGE_DIR)
+    path = module_file(task).resolve()
+    root = Path(workflow.basedir).resolve()
+    return digest([path], root if path.is_relative_to(root) else Path(path.anchor))
+
+
 def run_settings(wildcards):
     """The run's settings (its task block without the grid and seed lists); Snakemake records this
     param, so a changed setting reruns the run (params rerun trigger) while a changed grid adds only
@@ -71,3 +84,20 @@ def run_settings(wildcards):
     settings.pop("grid")
     settings.pop("seeds", None)
     return json.dumps(settings, sort_keys=True)
+
+
+def paper_figure_outputs():
+    """Every paper figure's PDF and PNG (one job draws them all); each PNG keeps its caption and
+    place in the report."""
+    outputs = {}
+    for number, spec in FIGURES.items():
+        pdf, png = figure_files(number)
+        outputs[f"pdf{number:02d}"] = str(pdf)
+        outputs[f"png{number:02d}"] = report(
+            str(png),
+            caption=f"../report/fig{number:02d}.rst",
+            category="Paper figures",
+            subcategory=spec.task or "analytic",
+            labels={"figure": f"Figure {number}", "title": spec.title},
+        )
+    return outputs

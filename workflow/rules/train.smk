@@ -18,6 +18,7 @@ rule train:
         device=DEVICE,
         settings=run_settings,
         code=CODE["train"],
+        task_code=task_code,
     log:
         "logs/train/{task}/{run}.log",
     benchmark:
