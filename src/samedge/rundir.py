@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from samedge.errors import RunDirError
+
+log = logging.getLogger("samedge.train")
 
 
 def default_checkpoint_dir(out_dir: Path) -> Path:
@@ -59,6 +62,9 @@ def _locked(folder: Path, flag: str) -> Iterator[None]:
         except BlockingIOError:
             raise RunDirError(f"{flag} {folder}: another samedge run is writing there now; wait for it "
                               "to end or choose another folder") from None
+        except OSError as exc:  # e.g. NFS, whose emulated flock wants a file open for writing
+            log.warning("%s %s: cannot lock it here (%s); a concurrent run would not be refused",
+                        flag, folder, exc.strerror)
         yield
     finally:
         os.close(fd)
