@@ -7,7 +7,6 @@ data/prepared/TASK/  prepared .npy arrays and manifest.json (source, checksums o
 """
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -21,7 +20,7 @@ import torch
 
 from samedge.data_fetch import MIRROR_ENV, DataError, Source, acquire, origin, trusted_raw
 from samedge.data_prepare import MANIFEST, Prepared, sync_dir, write_prepared
-from samedge.io import sha256_file
+from samedge.io import read_json, sha256_file
 from samedge.tasks import get_task
 
 __all__ = ["DataError", "Dataset", "TaskData", "fetch", "lm_crops", "load_task"]
@@ -118,7 +117,7 @@ def load_task(task: str, data_dir: str | os.PathLike = "data", n_train: int | No
     if not (prep_dir / MANIFEST).is_file():
         raise DataError(f"no prepared data for {task!r} in {prep_dir}: "
                         f"run `samedge fetch {task} --data-dir {data_dir}`")
-    manifest = json.loads((prep_dir / MANIFEST).read_text())
+    manifest = read_json(prep_dir / MANIFEST)
     arrays = {Path(name).stem: _load_npy(prep_dir / name, entry, task) for name, entry in manifest["outputs"].items()}
     if "train_codes" in arrays:
         if n_train is not None:

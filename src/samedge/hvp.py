@@ -16,6 +16,13 @@ from torch.func import functional_call, grad, jvp, vmap
 
 from samedge.objective import Data, LossFn, as_chunks, check_finite, chunk_weights, flat, loss_and_grad
 
+# The first forward-mode product (jvp) imports torch's JVP decompositions, whose import calls the
+# deprecated torch.jit.script (torch's code, not ours) and prints a FutureWarning in every run.
+# Import it once here with exactly that warning off.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
+    import torch._decomp.decompositions_for_jvp  # noqa: F401
+
 METHODS = ("autograd", "fd")
 
 
