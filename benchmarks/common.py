@@ -127,8 +127,9 @@ def hvp_clock() -> Iterator[list[float]]:
         yield box
 
 
-def mnist(n: int, data_dir: Path) -> tuple[Tensor, Tensor]:
-    data = load_task("mnist", data_dir, n)
+def images(task: str, n: int, data_dir: Path) -> tuple[Tensor, Tensor]:
+    """The first n prepared training examples of an image task (mnist, cifar10)."""
+    data = load_task(task, data_dir, n)
     return data.x_train, data.y_train
 
 

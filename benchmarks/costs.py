@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from common import Section, fmt, mlp, mnist, n_params, paired_ratio, timed, tracker_block
+from common import Section, fmt, images, mlp, n_params, paired_ratio, timed, tracker_block
 from samedge.hvp import HVPOperator
 from samedge.models import mse_loss
 from samedge.objective import loss_and_grad
@@ -46,7 +46,7 @@ def matmul_seconds(fn: Callable[[], object]) -> tuple[float, float]:
 
 def section(sec: Section, width: int, depth: int, n: int, repeats: int, data_dir: Path) -> None:
     block = tracker_block()
-    x, y = mnist(n, data_dir)
+    x, y = images("mnist", n, data_dir)
     data = (x, y)
     model = mlp(width, depth)
     op = HVPOperator(model, mse_loss, data)

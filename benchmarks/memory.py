@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from common import Section, fmt, mlp, mnist, tracker_block
+from common import Section, fmt, images, mlp, tracker_block
 from samedge.hvp import HVPOperator
 from samedge.models import mse_loss
 from samedge.objective import chunk_data, loss_and_grad
@@ -36,7 +36,7 @@ def _status_kib(key: str) -> int:
 
 
 def measure(n: int, chunk: int, width: int, depth: int, data_dir: Path) -> dict:
-    x, y = mnist(n, data_dir)
+    x, y = images("mnist", n, data_dir)
     model = mlp(width, depth)
     chunks = chunk_data(x, y, chunk)
     gc.collect()

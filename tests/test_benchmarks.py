@@ -18,7 +18,8 @@ def mnist_dir(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("data")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(MIRROR_ENV, str(mirror))
-        fetch("mnist", folder)
+        for task in ("mnist", "cifar10"):
+            fetch(task, folder)
     return folder
 
 
