@@ -322,7 +322,7 @@ def test_progress_by_time_budget_counts_training_seconds(caplog):
         state.step, state.train_seconds = 10 * second, float(second)
         progress.update()
     progress.close()
-    assert [re.search(r"(\S+)/8\.0 \[", r.getMessage())[1] for r in caplog.records] == [
+    assert [re.search(r"(\S+)/8\.0 training s \[\d\d:\d\d<\d\d:\d\d", r.getMessage())[1] for r in caplog.records] == [
         f"{s:.1f}" for s in range(1, 9)]
 
 

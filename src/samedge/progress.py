@@ -12,6 +12,8 @@ from tqdm import tqdm
 
 LOG_EVERY_S = 30.0
 LOG_FRACTION = 0.1
+# By budget, the position is training seconds (measurements excluded), so the rate is not shown.
+BUDGET_FORMAT = "{desc}: {percentage:3.0f}% {n:.1f}/{total:.1f} training s [{elapsed}<{remaining}{postfix}]"
 
 log = logging.getLogger("samedge.train")
 
@@ -30,17 +32,19 @@ class Progress:
         self.by_steps = bool(max_steps)
         self.total = max_steps if self.by_steps else budget_s
         self.unit = "step" if self.by_steps else "s"
+        self.format = None if self.by_steps else BUDGET_FORMAT
         self.initial = self._position()
         self.postfix = ""
         stream = stream or sys.stderr
         self.bar = tqdm(total=self.total, initial=self.initial, unit=self.unit, desc=desc, mininterval=2.0,
-                        file=stream) if stream.isatty() else None
+                        bar_format=self.format, file=stream) if stream.isatty() else None
         self.start = self.last_log = time.monotonic()
         self.logged = self.initial
         self.next_mark = self.initial + LOG_FRACTION * self.total
 
     def _position(self) -> float:
-        return self.state.step if self.by_steps else self.state.train_seconds
+        """Capped at the total: the last step may overshoot the budget."""
+        return self.state.step if self.by_steps else min(self.state.train_seconds, self.total)
 
     def set_postfix(self, **values: Any) -> None:
         if self.bar is not None:
@@ -61,7 +65,8 @@ class Progress:
         while self.next_mark <= position:
             self.next_mark += LOG_FRACTION * self.total
         log.info("%s", tqdm.format_meter(position, self.total, now - self.start, prefix=self.desc, unit=self.unit,
-                                         initial=self.initial, postfix=self.postfix or None, ncols=0))
+                                         initial=self.initial, postfix=self.postfix or None,
+                                         bar_format=self.format, ncols=None if self.format else 0))
 
     def close(self) -> None:
         if self.bar is not None:
