@@ -168,6 +168,8 @@ def with_out(args: list[str], out: Path) -> list[str]:
     (["--set", "model.init_scale=nan"], ["model.init_scale", "finite"]),
     (["--set", "train.divergence_loss=nan"], ["train.divergence_loss", "finite"]),
     (["--set", "train.max_steps=null", "--set", "train.time_budget_s=inf"], ["train.time_budget_s", "finite"]),
+    (["--threads", "0"], ["--threads 0", ">= 1"]),
+    (["--seed", "-1"], ["seed", "minimum"]),
 ])
 def test_each_bad_value_is_one_line_and_exit_2_before_any_output(extra, names, tmp_path, data_dir, repo_root,
                                                                  capsys):
@@ -175,7 +177,7 @@ def test_each_bad_value_is_one_line_and_exit_2_before_any_output(extra, names, t
     out.mkdir()
     (out / "keep.txt").write_text("earlier result")
     args = train_args("mnist", out, data_dir, repo_root)
-    for flag in ("--lr", "--rho"):
+    for flag in ("--lr", "--rho", "--threads"):
         if flag in extra:
             del args[args.index(flag):args.index(flag) + 2]
     assert main([*args, *extra]) == 2

@@ -68,6 +68,8 @@ def build_spec(args: argparse.Namespace) -> Any:
     from samedge.train import RunSpec
 
     check_lr_rho(args.lr, args.rho)
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads {args.threads}: expected a number of threads >= 1")
     out_dir = Path(args.out)
     check_out_dir(out_dir)
     checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else default_checkpoint_dir(out_dir)
@@ -76,7 +78,7 @@ def build_spec(args: argparse.Namespace) -> Any:
     cfg = load_run_config(args.params, args.profile, args.task, [*args.set, *seed])
     check_schedule(cfg)
     device = resolve_device(args.device)
-    if args.threads:
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     data = load_data(args, cfg, device)
     profile = args.profile or load_params(args.params)["profile"]
