@@ -72,3 +72,11 @@ def test_errors_are_caught_once_as_one_line_and_exit_2(tmp_path, capsys):
 def test_python_dash_m_runs_the_same_command():
     done = subprocess.run([sys.executable, "-m", "samedge.cli", "--help"], capture_output=True, text=True, check=True)
     assert done.stdout.startswith("usage: samedge [-h] COMMAND")
+
+
+def test_an_unwritable_data_dir_is_one_line(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("")
+    assert main(["fetch", "mnist", "--data-dir", str(tmp_path / "a_file" / "data")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"samedge fetch: error: --data-dir {tmp_path / 'a_file' / 'data'}: cannot write there (Not a directory); "
+        "choose a writable folder")

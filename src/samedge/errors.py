@@ -18,7 +18,8 @@ class DataError(SamedgeError, ValueError):
 
 
 class RunDirError(SamedgeError):
-    """An output or checkpoint folder that a run must not (or cannot) write, or that another run holds."""
+    """A folder samedge must not or cannot write (a run's outputs or checkpoint, the data folder),
+    or that another run holds."""
 
 
 class CheckpointError(SamedgeError):

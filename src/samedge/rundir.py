@@ -39,7 +39,7 @@ def check_checkpoint_dir(checkpoint_dir: Path, out_dir: Path) -> None:
         raise RunDirError(f"--checkpoint-dir {checkpoint_dir}: exists and is not a folder")
 
 
-def _make_writable(folder: Path, flag: str) -> bool:
+def make_writable(folder: Path, flag: str) -> bool:
     """Create folder if needed and prove it writable (an unnamed temporary file leaves no trace).
     Returns whether it was created."""
     created = not folder.exists()
@@ -76,7 +76,7 @@ def claim(out_dir: Path, checkpoint_dir: Path) -> Iterator[None]:
     created: list[Path] = []
     try:
         for folder, flag in ((out_dir, "--out"), (checkpoint_dir, "--checkpoint-dir")):
-            if _make_writable(folder, flag):
+            if make_writable(folder, flag):
                 created.append(folder)
         with _locked(out_dir, "--out"), _locked(checkpoint_dir, "--checkpoint-dir"):
             yield

@@ -7,11 +7,14 @@ from pathlib import Path
 
 def run(args: argparse.Namespace) -> int:
     from samedge.config import load_params
-    from samedge.data import fetch
+    from samedge.data import dataset, fetch
+    from samedge.rundir import make_writable
 
     params = args.params or (Path("params.yaml") if Path("params.yaml").is_file() else None)
     if params is not None:
         load_params(params)  # registers the tasks of your own it names under `tasks:`
+    dataset(args.task)  # an unknown task, or one without a data set, before anything is created
+    make_writable(args.data_dir, "--data-dir")
     written = fetch(args.task, args.data_dir)
     print(f"{args.task}: {len(written)} file(s) written; prepared data verified in "
           f"{args.data_dir / 'prepared' / args.task}")
