@@ -210,7 +210,7 @@ class Trainer:
                     or (budget and self.state.train_seconds >= budget))
 
     def _measurement_due(self) -> bool:
-        every_steps, every_s = self.train_cfg["measure_every_steps"], self.train_cfg["measure_every_s"]
+        every_steps = self.train_cfg["measure_every_steps"]
         if every_steps:
             return self.state.step % every_steps == 0
         return self.state.train_seconds >= self.state.next_measure_s
