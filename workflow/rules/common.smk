@@ -30,7 +30,13 @@ TASKS = list(profile_config(config, PROFILE))  # the profile's tasks, in params 
 RUNS = profile_runs(config, PROFILE)  # every run (task, lr, rho, seed) of the profile
 RUN_BY_DIR = {(key.task, key.name): key for key in RUNS}
 DEVICE = config["device"]
-GPUS_PER_TRAIN_JOB = 1 if DEVICE == "cuda" else 0
+GPUS_PER_TRAIN_JOB = 1 if DEVICE == "cuda" else 0  # a device per job (SLURM: sbatch --gpus=1)
+
+
+def train_gpu_percent(wildcards):
+    """Percent of one GPU a training job needs (params.yaml gpu_percent; 100 if unlisted, 0 on CPU):
+    local jobs share a GPU while the sum stays within `resources: gpu_percent` (100 per GPU)."""
+    return config.get("gpu_percent", {}).get(wildcards.task, 100) if DEVICE == "cuda" else 0
 CONTAINER = "containers/samedge.sif"  # built by `apptainer build containers/samedge.sif containers/samedge.def`
 
 

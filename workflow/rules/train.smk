@@ -26,6 +26,7 @@ rule train:
     threads: 1
     resources:
         gpu=GPUS_PER_TRAIN_JOB,
+        gpu_percent=train_gpu_percent,
     container: CONTAINER
     shell:
         "samedge train --task {wildcards.task} --lr {params.lr} --rho {params.rho} --set seed={params.seed}"
