@@ -72,7 +72,7 @@ SIZES = {
         # small: the quick profile's lr and the gap of its measurement cadence; paper: the paper's grids.
         "problems": [_problem("small", "mnist", _mlp(6, 2), 1000, (40, 40), 0.3, "dense", 150, True),
                      _problem("paper MLP", "mnist", _mlp(1000, 3), 1000, (20, 20), 0.1, "lanczos", 60, False),
-                     _problem("paper CNN", "cifar10", _cnn(16, 32), 1000, (20, 20), 0.003, "lanczos", 60, False,
+                     _problem("quick CNN", "cifar10", _cnn(8, 16), 256, (25, 25), 0.01, "lanczos", 60, False,
                               False)],
         "trajectory": {"steps": None, "overrides": {}},
         "costs": {"width": 1000, "depth": 3, "n": 5000, "repeats": 3},

@@ -90,19 +90,33 @@ def gram64(A: Tensor, B: Tensor) -> Tensor:
 
 
 class _Space:
-    """Orthonormal rows V (m, dim), their images A V and T = V A V^T (float64), in preallocated storage."""
+    """At most `size` orthonormal rows V (m, dim), their images A V and T = V A V^T (float64).
+
+    Row storage grows on demand: a warm solve uses about half of `size`, and fresh parameter-length
+    storage costs a page fault per page (and a NaN fill under deterministic algorithms)."""
 
     def __init__(self, op: Operator, size: int) -> None:
-        self.op, self.m, self.hvps, self.passes = op, 0, 0, 0
-        self.V = torch.empty(size, op.dim, dtype=op.dtype, device=op.device)
-        self.AV = torch.empty_like(self.V)
+        self.op, self.m, self.hvps, self.passes, self.size = op, 0, 0, 0, size
+        self.V = torch.empty(0, op.dim, dtype=op.dtype, device=op.device)
+        self.AV = self.V
         self.T = torch.zeros(size, size, dtype=torch.float64)
         # A row whose norm falls below this fraction on projection is numerically dependent.
         self.drop = (100 * torch.finfo(op.dtype).eps) ** 0.5
 
     @property
     def free(self) -> int:
-        return self.V.shape[0] - self.m
+        return self.size - self.m
+
+    def _reserve(self, n: int) -> None:
+        """Room for n more rows (and as many again, for the next pass)."""
+        if self.m + n <= self.V.shape[0]:
+            return
+        rows = min(self.size, self.m + 2 * n)
+        for name in ("V", "AV"):
+            old = getattr(self, name)
+            new = torch.empty(rows, old.shape[1], dtype=old.dtype, device=old.device)
+            new[:self.m] = old[:self.m]
+            setattr(self, name, new)
 
     def extend(self, W: Tensor) -> int:
         """Orthonormalise the rows of W against V and among themselves (twice, products in float64),
@@ -111,6 +125,7 @@ class _Space:
         start, n = self.m, W.shape[0]
         if n == 0:
             return 0
+        self._reserve(n)
         self.V[start:start + n] = W
         self.AV[start:start + n] = self.op.matmat(self.V[start:start + n].T).T
         self.m += n
@@ -187,8 +202,11 @@ def top_eigenpairs(op: Operator, k: int = 3, tol: float = 1e-3, max_iters: int =
     generator = torch.Generator().manual_seed(seed)
     start = torch.empty(0, op.dim, dtype=op.dtype, device=op.device) if init is None else init.T
     while space.m < block:  # more than once only if rows of `init` were dependent
-        noise = torch.randn(block - space.m, op.dim, dtype=torch.float64, generator=generator)
-        space.extend(torch.cat([start.to(op.device, op.dtype), noise.to(op.device, op.dtype)])[:block - space.m])
+        rows, need = start.to(op.device, op.dtype), block - space.m - len(start)
+        if need > 0:
+            noise = torch.randn(need, op.dim, dtype=torch.float64, generator=generator)
+            rows = torch.cat([rows, noise.to(op.device, op.dtype)])
+        space.extend(rows)
         start = start[:0]
     while True:
         theta, Y = space.ritz()

@@ -74,10 +74,11 @@ class HVPOperator:
             out = torch.stack([self._fd(vectors[:, j]) for j in range(m)], dim=1)
         else:
             pieces = self._split(vectors.T)  # per parameter: (m, *shape)
-            out = torch.zeros(m, self.dim, dtype=self.dtype, device=self.device)
+            out = None  # the first chunk's product is the sum's storage: no parameter-length zeros or copies
             for weight, (inputs, targets) in zip(self.weights, self.chunks):
                 inputs, targets = inputs.to(self.device), targets.to(self.device)
-                out += weight * self._exact(inputs, targets, pieces)
+                part = self._exact(inputs, targets, pieces)
+                out = part.mul_(weight) if out is None else out.add_(part, alpha=weight)
             out = out.T
         self.hvps += m
         return out
