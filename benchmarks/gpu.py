@@ -1,0 +1,144 @@
+"""Each paper-size training step against its arithmetic floor, on one CUDA GPU.
+
+    python benchmarks/gpu.py [--data-dir data] [--profile paper-quick] [--out results-gpu-table.md]
+
+Per task of the profile (the paper's models and batches): ms per SAM and per GD step (steps queued
+back to back, one sync at the end: what the training loop does), the matmul/conv FLOPs of one SAM
+step counted by torch's FlopCounterMode, the floor = FLOPs / the float32 matmul peak measured in
+this same run (TF32 off, as in training), their ratio against the targets, the cost of one HVP in
+the tracker's block relative to one gradient, a warm top-k measurement (ms and HVPs) and the peak
+GPU memory. Without CUDA it says so and exits 0. Ratios only; absolute ms are context.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+TARGETS = {"mnist": 1.3, "cifar10": 4.0, "shakespeare": 4.0}  # SAM step / floor
+POINT = {"mnist": (0.1, 0.1), "cifar10": (0.003, 0.1), "shakespeare": (0.1, 0.3)}  # (lr, rho) stepped
+STEPS = 20
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def per_call_ms(fn: Callable[[], Any], calls: int, device: torch.device) -> float:
+    """Mean ms of `calls` back-to-back calls after one warm-up, synced once at each end."""
+    fn()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    sync(device)
+    return 1000 * (time.perf_counter() - start) / calls
+
+
+def matmul_peak_flops(device: torch.device, n: int = 8192, calls: int = 10) -> float:
+    """float32 FLOP/s of an n x n matmul (TF32 off), the ceiling the floors are computed against."""
+    a, b = (torch.randn(n, n, device=device) for _ in range(2))
+    return 2 * n**3 / (per_call_ms(lambda: a @ b, calls, device) / 1000)
+
+
+def counted_flops(fn: Callable[[], Any]) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def task_row(task: str, profile: str, data_dir: Path, peak: float, device: torch.device) -> list[Any]:
+    from samedge.config import load_run_config
+    from samedge.hvp import HVPOperator
+    from samedge.objective import loss_and_grad
+    from samedge.sam import apply_update, sam_gradient_tensors
+    from samedge.tasks import get_task
+    from samedge.tracker import EigenTracker
+
+    cfg = load_run_config(REPO / "params.yaml", profile, task, [])
+    spec = get_task(task)
+    torch.manual_seed(cfg["seed"])
+    model = spec.build_model(cfg["model"]).to(device)
+    batch = spec.batches(cfg, data_dir, device).batch(0)
+    lr, rho = POINT[task]
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def step(r: float) -> Callable[[], None]:
+        return lambda: apply_update(model, sam_gradient_tensors(model, spec.loss, batch, r).sam_grad, lr)
+
+    sam_ms, gd_ms = per_call_ms(step(rho), STEPS, device), per_call_ms(step(0.0), STEPS, device)
+    flops = counted_flops(step(rho))
+    floor_ms = 1000 * flops / peak
+    tracker = EigenTracker(k=cfg["tracker"]["k"], tol=cfg["tracker"]["tol"],
+                           max_iters=cfg["tracker"]["max_iters"], seed=cfg["seed"])
+    block = tracker.k + tracker.guard
+    op = HVPOperator(model, spec.loss, batch)
+    vectors = torch.randn(op.dim, block, device=device)
+    hvp_per_grad = per_call_ms(lambda: op.matmat(vectors), 3, device) / block / per_call_ms(
+        lambda: loss_and_grad(model, spec.loss, batch), 5, device)
+    tracker.measure(model, spec.loss, batch)  # cold, then a few steps on
+    for _ in range(10):
+        step(rho)()
+    sync(device)
+    start = time.perf_counter()
+    warm = tracker.measure(model, spec.loss, batch)
+    sync(device)
+    warm_ms = 1000 * (time.perf_counter() - start)
+    ratio = sam_ms / floor_ms
+    verdict = "PASS" if ratio <= TARGETS[task] else "MISS"
+    return [task, f"{sam_ms:.2f}", f"{gd_ms:.2f}", f"{flops / 1e9:.4g}", f"{floor_ms:.2f}",
+            f"{ratio:.2f}", f"<= {TARGETS[task]:g} {verdict}", f"{hvp_per_grad:.2f}",
+            f"{warm_ms:.0f} ({warm.hvps})", f"{torch.cuda.max_memory_allocated(device) / 2**30:.1f}" if device.type == "cuda" else "-"]
+
+
+HEADER = ["task", "SAM ms/step", "GD ms/step", "GFLOP/SAM step", "floor ms", "SAM/floor", "target",
+          "HVP/gradient (block)", "warm measurement ms (HVPs)", "peak GiB"]
+
+
+def markdown(rows: list[list[Any]], peak: float, profile: str, device_name: str) -> str:
+    lines = [f"Device: {device_name}, torch {torch.__version__}, profile {profile}; "
+             f"float32 matmul peak measured here (TF32 off): {peak / 1e12:.1f} TFLOP/s; "
+             "floor = counted matmul/conv FLOPs / that peak.", "",
+             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=REPO / "data", help="prepared data (samedge fetch)")
+    parser.add_argument("--profile", default="paper-quick", help="params.yaml profile with the paper's sizes")
+    parser.add_argument("--tasks", nargs="+", default=list(TARGETS), choices=list(TARGETS))
+    parser.add_argument("--out", type=Path, help="also write the markdown table here")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("benchmarks/gpu.py: no CUDA device here; nothing to measure")
+        return 0
+    from samedge.io import atomic_write
+    from samedge.train import configure_device
+
+    device = torch.device("cuda")
+    configure_device(device)  # TF32 off, as in training
+    peak = matmul_peak_flops(device)
+    rows = [task_row(task, args.profile, args.data_dir, peak, device) for task in args.tasks]
+    table = markdown(rows, peak, args.profile, torch.cuda.get_device_name(device))
+    print(table, end="")
+    if args.out:
+        with atomic_write(args.out) as tmp:
+            Path(tmp).write_text(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
