@@ -115,13 +115,41 @@ def markdown(rows: list[list[Any]], peak: float, profile: str, device_name: str)
     return "\n".join(lines) + "\n"
 
 
+def claims(edge_table: Path) -> str:
+    """The paper's claims read off results/edge_agreement.csv: per image task, SAM at rho = 0.1 with
+    the largest lr that did not diverge (median lambda_1 / SAM edge), and GD with the largest lr
+    whose median lambda_1 / (2/eta) reaches 0.9; each should lie in [0.9, 1.1]."""
+    import pandas as pd
+
+    table = pd.read_csv(edge_table)
+    kept = table[~table["diverged"].astype(bool)]
+    lines = ["| task | claim | lr | median ratio | in [0.9, 1.1] |", "|---|---|---|---|---|"]
+    for task in ("mnist", "cifar10"):
+        runs = kept[kept["task"] == task]
+        sam = runs[runs["rho"] == 0.1].sort_values("lr").tail(1)
+        gd = runs[(runs["rho"] == 0) & (runs["gd_ratio_median"] >= 0.9)].sort_values("lr").tail(1)
+        for claim, rows, column in (("SAM rho 0.1: lambda_1 / SAM edge", sam, "sam_ratio_median"),
+                                    ("GD: lambda_1 / (2/eta)", gd, "gd_ratio_median")):
+            if rows.empty:
+                lines.append(f"| {task} | {claim} | - | - | MISS (no such run) |")
+                continue
+            lr, ratio = rows["lr"].iloc[0], rows[column].iloc[0]
+            lines.append(f"| {task} | {claim} | {lr:g} | {ratio:.3f} | {'PASS' if 0.9 <= ratio <= 1.1 else 'MISS'} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=REPO / "data", help="prepared data (samedge fetch)")
     parser.add_argument("--profile", default="paper-quick", help="params.yaml profile with the paper's sizes")
     parser.add_argument("--tasks", nargs="+", default=list(TARGETS), choices=list(TARGETS))
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
+    parser.add_argument("--claims", type=Path, metavar="EDGE_AGREEMENT_CSV",
+                        help="print only the paper's claims as read off this table (no GPU needed)")
     args = parser.parse_args(argv)
+    if args.claims:
+        print(claims(args.claims), end="")
+        return 0
     if not torch.cuda.is_available():
         print("benchmarks/gpu.py: no CUDA device here; nothing to measure")
         return 0

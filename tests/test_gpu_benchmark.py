@@ -30,3 +30,32 @@ def test_a_task_row_measures_every_column_on_cpu(task, data_dir):
     assert float(row[7]) > 0 and int(row[8].split("(")[1].rstrip(")")) > 0
     table = gpu.markdown([row], peak, "smoke", "cpu")
     assert table.count("\n|") == 3
+
+
+def test_claims_pick_the_largest_surviving_sam_lr_and_the_largest_gd_lr_at_its_edge(tmp_path):
+    rows = [  # task, lr, rho, diverged, gd_ratio_median, sam_ratio_median
+        ("mnist", 0.1, 0.1, False, 0.5, 1.02), ("mnist", 0.3, 0.1, True, 9.0, 9.0),
+        ("mnist", 0.1, 0.0, False, 0.97, 0.97), ("mnist", 0.3, 0.0, False, 0.6, 0.6),
+        ("cifar10", 0.01, 0.1, False, 0.3, 1.3), ("cifar10", 0.01, 0.0, True, 1.0, 1.0),
+    ]
+    path = tmp_path / "edge_agreement.csv"
+    path.write_text("task,lr,rho,diverged,gd_ratio_median,sam_ratio_median\n"
+                    + "".join(",".join(map(str, r)) + "\n" for r in rows))
+    lines = gpu.claims(path).splitlines()
+    assert "| mnist | SAM rho 0.1: lambda_1 / SAM edge | 0.1 | 1.020 | PASS |" in lines
+    assert "| mnist | GD: lambda_1 / (2/eta) | 0.1 | 0.970 | PASS |" in lines
+    assert "| cifar10 | SAM rho 0.1: lambda_1 / SAM edge | 0.01 | 1.300 | MISS |" in lines
+    assert "| cifar10 | GD: lambda_1 / (2/eta) | - | - | MISS (no such run) |" in lines
+
+
+def test_gpu_check_without_cuda_stops_with_one_line_before_any_work(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    script = REPO / "benchmarks" / "gpu_check.sh"
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable}
+    no_mirror = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env)
+    assert no_mirror.returncode == 2 and "SAMEDGE_DATA_MIRROR" in no_mirror.stderr
+    out = subprocess.run(["bash", str(script)], capture_output=True, text=True,
+                         env={**env, "SAMEDGE_DATA_MIRROR": str(tmp_path)})
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "no CUDA device" in out.stderr
+    assert not (REPO / ".gpu-venv").exists()
