@@ -1,11 +1,18 @@
-# Two entry points for a fresh machine: `make pipeline` (the default `quick` profile, CPU) and `make test`.
-VENV   ?= .venv
-PYTHON ?= python3
-BIN    := $(VENV)/bin
-CORES  ?= all
+# The front door, from a fresh clone with nothing activated: `make pipeline` (the profile named by
+# params.yaml's `profile:`, or PROFILE=smoke|quick|paper) and `make test`.
+VENV    ?= .venv
+PYTHON  ?= python3
+BIN     := $(VENV)/bin
+CORES   ?= all
+PROFILE ?=
+IMAGE   := containers/samedge.sif
+# Every Snakemake call gets the same profile, so the report describes the run before it.
+# Last on the command line: --config takes every word that follows it.
+CONFIG  := $(if $(PROFILE),--config profile=$(PROFILE))
+PLOTS_TEMPLATE := .dvc/plots/offline.html
 
-.PHONY: install pipeline report test bench
-install: $(VENV)/.installed
+.PHONY: install pipeline report unlock test bench container
+install: $(VENV)/.installed $(PLOTS_TEMPLATE)
 
 $(VENV)/.installed: pyproject.toml requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
@@ -13,12 +20,33 @@ $(VENV)/.installed: pyproject.toml requirements/lock.txt
 	$(BIN)/python -m pip install -q -r requirements/lock.txt -e ".[test,bench]"
 	touch $@
 
+# `dvc plots show` renders offline with this template (.dvc/config: plots.html_template).
+$(PLOTS_TEMPLATE): .dvc/plots/offline_template.py $(VENV)/.installed
+	$(BIN)/python .dvc/plots/offline_template.py $@
+
 pipeline: install
-	$(BIN)/snakemake --cores $(CORES)
-	$(BIN)/snakemake --report results/report.html
+	$(BIN)/snakemake --cores $(CORES) $(CONFIG)
+	$(BIN)/snakemake --report results/report.html $(CONFIG)
+
+report: install
+	$(BIN)/snakemake --report results/report.html $(CONFIG)
+
+# After a killed Snakemake (SIGKILL, a closed terminal) the next run stops with "Directory cannot
+# be locked": this removes the stale lock. Only when no other Snakemake runs in this directory.
+unlock: install
+	$(BIN)/snakemake --unlock $(CONFIG)
 
 test: install
 	$(BIN)/python -m pytest
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+
+# The Apptainer image every job runs in under `snakemake --use-singularity`; written under a
+# temporary name and renamed, so a failed build leaves no half image behind.
+container: $(IMAGE)
+
+$(IMAGE): containers/samedge.def pyproject.toml requirements/lock.txt $(shell find src/samedge -type f -not -path '*/__pycache__/*')
+	$(if $(shell command -v apptainer),,$(error make container: no `apptainer` on PATH; install Apptainer >= 1.0, or build the same image with Docker (docker build -f containers/Dockerfile -t samedge:0.1.0 .)))
+	apptainer build --force $(IMAGE:.sif=.tmp.sif) containers/samedge.def || { rm -f $(IMAGE:.sif=.tmp.sif); exit 1; }
+	mv $(IMAGE:.sif=.tmp.sif) $@

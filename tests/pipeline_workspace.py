@@ -7,6 +7,8 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -59,10 +61,13 @@ def copy_repo(dest: Path) -> Path:
 
 
 def tool_env(tmp_path_factory: pytest.TempPathFactory, mirror: Path | None = None,
-             extra_path: list[Path] = ()) -> dict[str, str]:
-    """This interpreter's tools first on PATH, the offline mirror, and a `scontrol` that fails at
-    once: the SLURM executor plugin runs `scontrol show config` whenever Snakemake starts, which
-    waits ~9 s where a SLURM client is installed but no controller runs (these tests use none)."""
+             extra_path: list[Path] = (), activated: bool = False) -> dict[str, str]:
+    """The PATH a user has (this interpreter's bin directory taken out: Snakemake and DVC are called
+    by absolute path, and jobs must find samedge by themselves), the offline mirror, and a
+    `scontrol` that fails at once: the SLURM executor plugin runs `scontrol show config` whenever
+    Snakemake starts, which waits ~9 s where a SLURM client is installed but no controller runs.
+    `activated`: this interpreter's bin first on PATH, as after `source .venv/bin/activate` (what
+    the README asks before DVC commands: DVC stages run `snakemake` from PATH)."""
     stub_dir = tmp_path_factory.getbasetemp() / "no-slurm-controller"
     stub = stub_dir / "scontrol"
     if not stub.exists():
@@ -73,24 +78,66 @@ def tool_env(tmp_path_factory: pytest.TempPathFactory, mirror: Path | None = Non
     env.pop("SAMEDGE_DATA_MIRROR", None)
     if mirror is not None:
         env["SAMEDGE_DATA_MIRROR"] = str(mirror)
-    env["PATH"] = os.pathsep.join([*map(str, extra_path), str(stub_dir), str(BIN), env["PATH"]])
+    user_path = [entry for entry in env["PATH"].split(os.pathsep) if Path(entry) != BIN]
+    env["PATH"] = os.pathsep.join([*map(str, extra_path), str(stub_dir),
+                                   *([str(BIN)] if activated else []), *user_path])
+    env.pop("VIRTUAL_ENV", None)
     return env
 
 
-_BUILT: dict[str, Path] = {}
+NEWCOMER_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def newcomer_env(mirror: Path | None = None) -> dict[str, str]:
+    """A login shell with nothing activated (`env -i HOME=$HOME PATH=/usr/local/bin:/usr/bin:/bin`)."""
+    env = {"HOME": os.environ.get("HOME", "/root"), "PATH": NEWCOMER_PATH}
+    if mirror is not None:
+        env["SAMEDGE_DATA_MIRROR"] = str(mirror)
+    return env
+
+
+def installed_venv(repo: Path) -> Path:
+    """`repo/.venv` as `make install` leaves it, without reinstalling every wheel: a venv whose
+    samedge is repo/src and whose other packages are this interpreter's, with the samedge,
+    snakemake and dvc commands in its bin/, and `.installed` newer than the files it depends on."""
+    venv = repo / ".venv"
+    subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next(venv.glob("lib/python*/site-packages"))
+    ours = sysconfig.get_paths()["purelib"]  # repo/src first: its samedge wins over ours
+    (site / "samedge-tests.pth").write_text(f"{repo / 'src'}\nimport site; site.addsitedir({ours!r})\n")
+    for name in ("samedge", "snakemake", "dvc"):
+        (entry,) = metadata.entry_points(group="console_scripts", name=name)
+        script = venv / "bin" / name
+        script.write_text(f"#!{venv}/bin/python\nimport sys\nfrom {entry.module} import {entry.attr}\n"
+                          f"sys.exit({entry.attr}())\n")
+        script.chmod(0o755)
+    (venv / ".installed").touch()
+    return venv
+
+
+_BUILT: dict[str, tuple[Path, str]] = {}
+
+
+def make(repo: Path, env: dict[str, str], *args: str, timeout: int = 900,
+         check: bool = True) -> subprocess.CompletedProcess:
+    return run(["make", "--no-print-directory", *args], repo, env, timeout=timeout, check=check)
+
+
+def smoke_run(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> tuple[Path, str]:
+    """A repository copy on which the README's first command ran as a newcomer runs it, on the
+    smoke profile: `make pipeline PROFILE=smoke` (pipeline, then report) from a shell with nothing
+    activated, fetching from the mirror; and its output. Built once per session; tests that change
+    it work on their own copy (`clone_workspace`)."""
+    if "smoke" not in _BUILT:
+        ws = copy_repo(tmp_path_factory.mktemp("smoke") / "repo")
+        installed_venv(ws)
+        out = make(ws, newcomer_env(mirror), "pipeline", "PROFILE=smoke", "CORES=2")
+        _BUILT["smoke"] = ws, out.stdout + out.stderr
+    return _BUILT["smoke"]
 
 
 def smoke_workspace(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> Path:
-    """A repository copy on which the README's two commands ran on the smoke profile: the pipeline
-    (`snakemake --cores 2`, fetching from the mirror) and the report. Built once per session;
-    tests that change it work on their own copy (`clone_workspace`)."""
-    if "smoke" not in _BUILT:
-        ws = copy_repo(tmp_path_factory.mktemp("smoke") / "repo")
-        env = tool_env(tmp_path_factory, mirror)
-        run([SNAKEMAKE, "--cores", "2", *SMOKE], ws, env, timeout=900)
-        run([SNAKEMAKE, *SMOKE, "--report", "results/report.html"], ws, env)
-        _BUILT["smoke"] = ws
-    return _BUILT["smoke"]
+    return smoke_run(tmp_path_factory, mirror)[0]
 
 
 def clone_workspace(ws: Path, dest: Path) -> Path:

@@ -1,7 +1,8 @@
-"""DVC's view of the pipeline: it names the same outputs as Snakemake, records a Snakemake-built
-workspace without recomputing it, shows metrics and plots, restores byte-identical data and
-results from a remote into a fresh clone, and after one grid value changes reruns only the stages
-(and inside them only the jobs) that value touches."""
+"""DVC's view of the pipeline: it names the same outputs as Snakemake, lists as deps exactly the
+package code each stage runs, records a Snakemake-built workspace without retraining, shows a few
+metrics per task and plots that render offline, restores byte-identical data and results from a
+remote into a fresh clone, after one grid value changes reruns only the stages (and inside them
+only the jobs) that value touches, and after a code edit (or `dvc repro -f`) reruns that stage."""
 from __future__ import annotations
 
 import hashlib
@@ -14,11 +15,17 @@ import pytest
 import yaml
 from dvc.repo import Repo
 
-from samedge.config import TASKS, fmt_value, grid, load_params, run_name
+from samedge.codedeps import STAGE_ENTRIES, module_files, stage_files
+
+from samedge.config import fmt_value, grid, load_params
+from samedge.runs import run_name
+from samedge.tasks import BUILTIN as TASKS
 from tests.pipeline_workspace import (DVC, REPO, SMOKE, SNAKEMAKE, clone_workspace, commit_all,
                                       copy_repo, dry_run_jobs, git, run, smoke_workspace, tool_env)
 
 IGNORED = {".snakemake_timestamp"}  # .dvcignore: Snakemake's bookkeeping, not data
+SUMMARY = {"runs", "diverged", "gd_ratio_median", "sam_ratio_median", "sam_within_10pct"}  # per task
+EXP_SHOW_DROP = "^(profiles\\.|src/|workflow/|data/|results/|Snakefile)"  # as the README writes it
 
 
 def dvc_stages(repo: Path) -> dict[str, dict]:
@@ -96,6 +103,26 @@ def test_dvc_and_snakemake_name_the_same_outputs(tmp_path, tmp_path_factory):
     assert not [job for job in jobs if re.search(r"\bdvc\b", job["shell"])]  # jobs never call DVC
 
 
+def test_stages_list_exactly_the_code_they_run():
+    """dvc.yaml's src/ deps of each stage are the files samedge.codedeps derives from the import
+    graph of the stage's entry module, for train@TASK with the task's own module and its imports
+    (what Snakemake's `code` and `task_code` params digest)."""
+    package = REPO / "src/samedge"
+    with Repo(str(REPO)) as dvc_repo:
+        deps = {stage.name: sorted(str(dep.def_path) for dep in stage.deps
+                                   if str(dep.def_path).startswith("src/"))
+                for stage in dvc_repo.index.stages}
+    for name, listed in deps.items():
+        stage, _, task = name.partition("@")
+        if stage in STAGE_ENTRIES:
+            files = set(stage_files(stage, package))
+            if stage == "train":
+                files |= set(module_files(TASKS[task], package))
+            derived = sorted(str(path.relative_to(REPO)) for path in files)
+            assert listed == derived, f"dvc.yaml stage {name}: list these src deps: {derived}"
+    assert {name.split("@")[0] for name in deps} >= set(STAGE_ENTRIES)
+
+
 def test_stages_declare_only_the_params_they_use():
     with Repo(str(REPO)) as dvc_repo:
         params = {stage.name: sorted(key for dep in stage.params for key in dep.params)
@@ -116,7 +143,7 @@ def recorded(tmp_path_factory, mirror):
     ws = clone_workspace(smoke_workspace(tmp_path_factory, mirror), tmp_path_factory.mktemp("dvc") / "repo")
     set_active_profile(ws, "smoke")
     commit_all(ws, "smoke profile")
-    env = tool_env(tmp_path_factory, mirror)
+    env = tool_env(tmp_path_factory, mirror, activated=True)  # DVC stages run `snakemake`
     outs = [out for stage in dvc_stages(ws).values() for out in stage["outs"]
             if out != "results/report.html"]  # the report is rebuilt on every `dvc repro`
     before = files_under(ws, outs)
@@ -130,11 +157,27 @@ def jobs_run(log: str) -> list[str]:
     return re.findall(r"^(?:Shell command: )?samedge (\w+.*?) >", log, flags=re.MULTILINE)
 
 
+def commands(log: str) -> list[str]:
+    return sorted(job.split()[0] for job in jobs_run(log))
+
+
+def figure_rules(ws: Path, env: dict[str, str]) -> set[str]:
+    """The rules that draw into results/figures."""
+    jobs = dry_run_jobs(ws, env, "--forceall", "figures", *SMOKE)
+    return {job["rule"] for job in jobs if job.get("output", "").startswith("results/figures/")}
+
+
+def rules_run(log: str) -> set[str]:
+    return set(re.findall(r"^(?:local)?rule (\w+):$", log, flags=re.MULTILINE)) - {"figures"}
+
+
 @pytest.mark.slow
-def test_repro_records_a_built_workspace_without_recomputing(recorded):
+def test_repro_records_a_built_workspace_without_retraining(recorded):
     ws, env = recorded["ws"], recorded["env"]
     assert set(re.findall(r"Running stage '([^']+)'", recorded["repro"])) == set(dvc_stages(ws))
-    assert jobs_run(recorded["repro"]) == []  # Snakemake found every job up to date
+    # Snakemake found data and runs up to date; the derived stages force their jobs (dvc.yaml),
+    # which write the same bytes again.
+    assert set(commands(recorded["repro"])) == {"aggregate", "figure"}
     assert files_under(ws, recorded["outs"]) == recorded["before"]
     assert "Data and pipelines are up to date" in run([DVC, "status"], ws, env).stdout
     assert "Nothing to be done" in run([SNAKEMAKE, "--dry-run", *SMOKE], ws, env).stdout
@@ -160,14 +203,31 @@ def test_metrics_and_plots_show(recorded, tmp_path):
     metrics = json.loads(run([DVC, "metrics", "show", "--json"], ws, env).stdout)
     values = next(iter(metrics.values()))["data"]["results/edge_agreement.json"]["data"]
     runs = grid(load_params(ws / "params.yaml"), "smoke")
-    assert len(values) == len(runs) and all("sam_ratio_median" in v for v in values.values())
+    assert set(values) == {task for task, _, _ in runs}  # a few numbers per task; runs in the CSVs
+    assert all(set(v) == SUMMARY for v in values.values())
     plots = json.loads(run([DVC, "plots", "show", "--json"], ws, env).stdout)["data"]
     assert set(plots) == {"sharpness", "loss", "alignment"}
     rows = plots["sharpness"][0]["content"]["data"]["values"]
     assert {(r["task"], float(r["lr"]), float(r["rho"])) for r in rows} == set(runs)
     assert {r["field"] for r in rows} == {"lambda_1", "sam_edge", "gd_edge"}
     run([DVC, "plots", "show", "-o", str(tmp_path / "plots")], ws, env)
-    assert (tmp_path / "plots/index.html").stat().st_size > 0
+    page = (tmp_path / "plots/index.html").read_text()
+    assert page.count("vegaEmbed('#") == 3  # one chart per plot, drawn by the inlined scripts
+    assert not re.search(r"<script[^>]+src=", page)  # nothing loaded from a CDN: renders offline
+    assert "vega-lite/vega-lite.js" in page and "vega-embed/vega-embed.js" in page
+
+
+@pytest.mark.slow
+def test_metrics_and_exp_show_are_readable(recorded):
+    """The README's commands: a few columns, not one per run and per param."""
+    ws, env = recorded["ws"], recorded["env"]
+    shown = run([DVC, "metrics", "show", "--md"], ws, env).stdout
+    tasks = {task for task, _, _ in grid(load_params(ws / "params.yaml"), "smoke")}
+    assert len(shown.splitlines()[0].split("|")) - 2 == 1 + len(SUMMARY) * len(tasks)  # + Path
+    exp = run([DVC, "exp", "show", "--csv", "--drop", EXP_SHOW_DROP], ws, env).stdout
+    columns = set(exp.splitlines()[0].split(","))
+    assert columns - {"Experiment", "rev", "typ", "Created", "parent"} == {
+        "profile", *(f"{task}.{name}" for task in tasks for name in SUMMARY)}
 
 
 @pytest.mark.slow
@@ -184,6 +244,41 @@ def test_push_then_pull_into_a_fresh_clone_restores_identical_bytes(recorded, tm
     assert any(path.startswith("data/prepared/") for path in original)
     assert files_under(clone, outs) == original
     assert "Data and pipelines are up to date" in run([DVC, "status"], clone, env).stdout
+
+
+@pytest.fixture
+def recorded_copy(recorded, tmp_path):
+    return clone_workspace(recorded["ws"], tmp_path / "repo"), recorded["env"]
+
+
+def edit(path: Path) -> None:
+    path.write_text(path.read_text() + "\n# edited\n")
+
+
+@pytest.mark.slow
+def test_editing_figure_code_reruns_the_figures_stage(recorded_copy):
+    ws, env = recorded_copy
+    edit(ws / "src/samedge/figures.py")
+    assert set(json.loads(run([DVC, "status", "--json"], ws, env).stdout)) == {"figures"}
+    repro = run([DVC, "repro"], ws, env, timeout=600)
+    log = repro.stdout + repro.stderr
+    assert set(re.findall(r"Running stage '([^']+)'", log)) - {"report"} == {"figures"}
+    assert rules_run(log) == figure_rules(ws, env)  # the figure jobs, and nothing else
+
+
+@pytest.mark.slow
+def test_forced_repro_of_figures_draws_them(recorded_copy):
+    ws, env = recorded_copy
+    repro = run([DVC, "repro", "-f", "-s", "figures"], ws, env, timeout=600)
+    assert rules_run(repro.stdout + repro.stderr) == figure_rules(ws, env)
+
+
+@pytest.mark.slow
+def test_editing_training_code_makes_the_training_stages_stale(recorded_copy):
+    ws, env = recorded_copy
+    edit(ws / "src/samedge/sam.py")
+    assert set(json.loads(run([DVC, "status", "--json"], ws, env).stdout)) == {
+        f"train@{task}" for task in TASKS}
 
 
 @pytest.mark.slow

@@ -1,19 +1,24 @@
 """The Snakemake pipeline: lint, schema validation at DAG build, the grid taken from params.yaml,
-the GPU switch, and the smoke profile end to end (mirror -> data -> runs -> tables -> figures ->
-report), after which a second invocation does nothing."""
+the GPU switch, the smoke profile end to end as a newcomer runs it (`make pipeline` with nothing
+activated: mirror -> data -> runs -> tables -> figures -> report, no "Missing metadata"), after
+which a second invocation does nothing, and editing package code reruns exactly the stages that
+import it."""
 from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
-from samedge.config import fmt_value, grid, load_params, run_name
+from samedge.config import load_params
+from samedge.runs import profile_runs
 from samedge.figure_specs import FIGURES, figure_files, run_figure_files
-from tests.pipeline_workspace import (SMOKE, SNAKEMAKE, copy_repo, dry_run_jobs, run,
-                                      smoke_workspace, tool_env)
+from samedge.codedeps import module_file
+from tests.pipeline_workspace import (NEWCOMER_PATH, SMOKE, SNAKEMAKE, clone_workspace, copy_repo,
+                                      dry_run_jobs, run, smoke_run, smoke_workspace, tool_env)
 
 TABLES = ["results/metrics.csv", "results/runs.csv", "results/edge_agreement.csv",
           "results/edge_agreement.json"]
@@ -40,14 +45,16 @@ def test_lint_reports_nothing(fresh_copy, env):
 def test_one_training_job_per_grid_point(fresh_copy, env, profile):
     jobs = dry_run_jobs(fresh_copy, env, "--config", f"profile={profile}")
     trained = sorted(job["wildcards"] for job in jobs if job["rule"] == "train")
-    expected = sorted(f"task={task}, lr={fmt_value(lr)}, rho={fmt_value(rho)}"
-                      for task, lr, rho in grid(load_params(fresh_copy / "params.yaml"), profile))
+    expected = sorted(f"task={key.task}, run={key.name}"
+                      for key in profile_runs(load_params(fresh_copy / "params.yaml"), profile))
     assert trained == expected
     train = next(job for job in jobs if job["rule"] == "train")
     assert f"--profile {profile}" in train["shell"] and "--device cpu" in train["shell"]
     assert train["benchmark"].startswith("results/benchmarks/") and train["log"].startswith("logs/")
-    assert {job["rule"] for job in jobs} >= {"fetch", "aggregate", "run_figures", "all",
-                                              *(f"figure_{n:02d}" for n in FIGURES)}
+    assert {job["rule"] for job in jobs} >= {"fetch", "aggregate", "paper_figures", "run_figures", "all"}
+    [paper] = [job for job in jobs if job["rule"] == "paper_figures"]  # every figure in one job
+    assert sorted(paper["output"].split(", ")) == sorted(
+        str(path) for number in FIGURES for path in figure_files(number))
 
 
 def test_cuda_switch_claims_a_gpu_per_training_job(fresh_copy, env):
@@ -68,7 +75,7 @@ def _set(params: dict, dotted: str, value) -> None:
     ("profiles.quick.mnist.grid.lr", [-0.3], "['quick']['mnist']['grid']['lr'][0]"),
     ("profiles.smoke.cifar10.train.max_steps", "many", "['smoke']['cifar10']['train']['max_steps']"),
     ("profiles.quick.shakespeare.tracker", {"k": 3}, "['quick']['shakespeare']['tracker']"),
-    (None, ["--config", "profile=nonesuch"], "unknown profile 'nonesuch'"),
+    (None, ["--config", "profile=nonesuch"], "profile 'nonesuch'"),
     (None, ["--config", "device=tpu"], "--config device='tpu'"),
 ])
 def test_malformed_params_stop_before_any_job(tmp_path, env, fresh_copy, edit, extra, expected):
@@ -98,14 +105,24 @@ def test_smoke_pipeline_writes_every_output(smoke):
             assert path.stat().st_size > 0, path
     with open(smoke / "results/runs.csv", newline="") as table:
         runs = list(csv.DictReader(table))
-    assert len(runs) == len(grid(load_params(smoke / "params.yaml"), "smoke"))
-    for row in runs:
-        key = (row["task"], float(row["lr"]), float(row["rho"]))
-        sets = run_figure_files(*key, out_dir=smoke / "results/figures")
-        assert all(path.is_file() for path in sets) == (row["status"] != "diverged"), key
-        stem = f"{row['task']}/{run_name(*key[1:])}"
+    keys = profile_runs(load_params(smoke / "params.yaml"), "smoke")
+    assert len(runs) == len(keys)
+    status = {(row["task"], row["run"]): row["status"] for row in runs}
+    for key in keys:
+        sets = run_figure_files(key, out_dir=smoke / "results/figures")
+        assert all(path.is_file() for path in sets) == (status[key.task, key.name] != "diverged"), key
+        stem = f"{key.task}/{key.name}"
         assert (smoke / "logs/train" / f"{stem}.log").is_file()
         assert (smoke / "results/benchmarks" / f"{stem}.tsv").is_file()
+
+
+@pytest.mark.slow
+def test_newcomer_make_pipeline_runs_with_nothing_on_path(tmp_path_factory, mirror):
+    ws, log = smoke_run(tmp_path_factory, mirror)
+    assert shutil.which("samedge", path=NEWCOMER_PATH) is None  # nothing but the repo provides it
+    assert "command not found" not in log
+    assert "Missing metadata" not in log  # the report was built for the profile that ran
+    assert (ws / "results/report.html").stat().st_size > 0
 
 
 @pytest.mark.slow
@@ -129,3 +146,32 @@ def test_second_invocation_does_nothing(smoke, tmp_path_factory, mirror):
     env = tool_env(tmp_path_factory, mirror)
     out = run([SNAKEMAKE, "--cores", "2", *SMOKE], smoke, env)
     assert "Nothing to be done" in out.stdout + out.stderr
+
+
+PLOTTING = {"paper_figures", "run_figures", "grid_figures"}
+TRAINING = {"train", "aggregate", *PLOTTING}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module, rerun", [
+    ("samedge.figures", PLOTTING),
+    ("samedge.figure_specs", PLOTTING),
+    ("samedge.aggregate", {"aggregate", *PLOTTING}),  # the figures read its column names too
+    ("samedge.sam", TRAINING),
+    ("samedge.hvp", TRAINING),
+    ("samedge.models", TRAINING),
+    ("samedge.train", TRAINING),
+])
+def test_editing_package_code_reruns_the_stages_that_import_it(smoke, tmp_path, tmp_path_factory,
+                                                                module, rerun):
+    ws = clone_workspace(smoke, tmp_path / "repo")
+    env = tool_env(tmp_path_factory)
+    path = module_file(module, ws / "src/samedge")
+    path.touch()  # a new modification time alone changes nothing (a fresh clone, a checkout)
+    assert "Nothing to be done" in run([SNAKEMAKE, "--dry-run", *SMOKE], ws, env).stdout
+    path.write_text(path.read_text() + "\n# edited\n")
+    jobs = dry_run_jobs(ws, env, *SMOKE)
+    assert {job["rule"] for job in jobs} - {"all"} == rerun
+    if "train" in rerun:  # every run of the grid, and no data fetched again
+        assert len([job for job in jobs if job["rule"] == "train"]) == len(
+            profile_runs(load_params(ws / "params.yaml"), "smoke"))

@@ -21,6 +21,7 @@ rule aggregate:
         summary="results/edge_agreement.json",
     params:
         profile=PROFILE,
+        code=CODE["aggregate"],
     log:
         "logs/aggregate.log",
     threads: 1

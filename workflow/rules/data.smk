@@ -5,6 +5,8 @@ rule fetch:
     output:
         raw=directory("data/raw/{task}"),
         prepared=directory("data/prepared/{task}"),
+    params:
+        code=CODE["data"],
     log:
         "logs/fetch/{task}.log",
     threads: 1

@@ -3,27 +3,12 @@
 # figure sets in another. Each PNG keeps its own caption and place in the report.
 
 
-def _paper_figure_outputs():
-    outputs = {}
-    for number, spec in FIGURES.items():
-        pdf, png = figure_files(number)
-        outputs[f"pdf{number:02d}"] = str(pdf)
-        outputs[f"png{number:02d}"] = report(
-            str(png),
-            caption=f"../report/fig{number:02d}.rst",
-            category="Paper figures",
-            subcategory=spec.task or "analytic",
-            labels={"figure": f"Figure {number}", "title": spec.title},
-        )
-    return outputs
-
-
 rule paper_figures:
     input:
         metrics="results/metrics.csv",
         runs="results/runs.csv",
     output:
-        **_paper_figure_outputs(),
+        **paper_figure_outputs(),
     params:
         code=CODE["figures"],
     log:
