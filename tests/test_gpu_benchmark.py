@@ -27,7 +27,8 @@ def test_a_task_row_measures_every_column_on_cpu(task, data_dir):
     assert len(row) == len(gpu.HEADER) and row[0] == task
     sam_ms, gd_ms, gflop, floor_ms, ratio = (float(v) for v in row[1:6])
     assert min(sam_ms, gd_ms, gflop, floor_ms, ratio) > 0
-    assert float(row[7]) > 0 and int(row[8].split("(")[1].rstrip(")")) > 0
+    assert row[7:9] == ["-", "-"]  # CUDA graphs: GPU only
+    assert float(row[9]) > 0 and int(row[10].split("(")[1].rstrip(")")) > 0
     table = gpu.markdown([row], peak, "smoke", "cpu")
     assert table.count("\n|") == 3
 

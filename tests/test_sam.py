@@ -175,3 +175,11 @@ def test_chunks_are_validated_once_and_reused_without_checks(monkeypatch):
     monkeypatch.setattr(torch, "isfinite", lambda t: calls.append(1) or torch.ones((), dtype=torch.bool))
     sam_step(model, mse_loss, chunks, 0.1, 0.1)
     assert calls == []
+
+
+def test_a_graphed_step_refuses_a_cpu_model():
+    """The CUDA-graph step itself (bit-equal to the eager one) is checked on the GPU by benchmarks/gpu.py."""
+    from samedge.sam import GraphedSamGradient
+    model, x, y = tiny_mlp_batch()
+    with pytest.raises(ValueError, match="CUDA"):
+        GraphedSamGradient(model, mse_loss, (x, y), 0.1)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from samedge.objective import Data, LossFn, as_chunks, flat, loss_and_grad, trainable
+from samedge.objective import Chunks, Data, LossFn, as_chunks, flat, loss_and_grad, trainable
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,42 @@ def sam_gradient_tensors(model: nn.Module, loss_fn: LossFn, data: Data, rho: flo
 def sam_gradient(model: nn.Module, loss_fn: LossFn, data: Data, rho: float) -> SamGradient:
     """sam_gradient_tensors with the loss and ||g|| as floats."""
     return sam_gradient_tensors(model, loss_fn, data, rho).synced()
+
+
+class GraphedSamGradient:
+    """sam_gradient_tensors captured once as a CUDA graph, then replayed (CUDA only).
+
+    A replay runs the captured kernels on the same memory, so the launch cost of a small model's
+    many small kernels goes while the arithmetic stays the eager step's (benchmarks/gpu.py checks
+    bit-equality on the GPU). The batch lives at fixed addresses: a call with new data of the same
+    shapes copies it in. The returned tensors are overwritten by the next call.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, data: Data, rho: float, warmup: int = 3) -> None:
+        device = trainable(model)[0].device
+        if device.type != "cuda":
+            raise ValueError(f"GraphedSamGradient: needs a CUDA model, got one on {device}")
+        self.static = Chunks((x.clone(), y.clone()) for x, y in as_chunks(data))
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):  # autograd and the allocator warm up outside the capture
+            for _ in range(warmup):
+                sam_gradient_tensors(model, loss_fn, self.static, rho)
+        torch.cuda.current_stream(device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.out = sam_gradient_tensors(model, loss_fn, self.static, rho)
+
+    def __call__(self, data: Data | None = None) -> SamTensors:
+        if data is not None:
+            chunks = as_chunks(data)
+            if [(x.shape, y.shape) for x, y in chunks] != [(x.shape, y.shape) for x, y in self.static]:
+                raise ValueError("data: a graphed step needs batches of the captured shapes")
+            for (x, y), (static_x, static_y) in zip(chunks, self.static):
+                static_x.copy_(x)
+                static_y.copy_(y)
+        self.graph.replay()
+        return self.out
 
 
 def apply_update(model: nn.Module, direction: Tensor, lr: float) -> None:
