@@ -91,7 +91,8 @@ class GraphedSamGradient:
         device = trainable(model)[0].device
         if device.type != "cuda":
             raise ValueError(f"GraphedSamGradient: needs a CUDA model, got one on {device}")
-        self.static = Chunks((x.clone(), y.clone()) for x, y in as_chunks(data))
+        self._source = as_chunks(data)
+        self.static = Chunks((x.clone(), y.clone()) for x, y in self._source)
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):  # autograd and the allocator warm up outside the capture
@@ -103,7 +104,7 @@ class GraphedSamGradient:
             self.out = sam_gradient_tensors(model, loss_fn, self.static, rho)
 
     def __call__(self, data: Data | None = None) -> SamTensors:
-        if data is not None:
+        if data is not None and data is not self._source:  # a full batch is captured once
             chunks = as_chunks(data)
             if [(x.shape, y.shape) for x, y in chunks] != [(x.shape, y.shape) for x, y in self.static]:
                 raise ValueError("data: a graphed step needs batches of the captured shapes")

@@ -26,7 +26,7 @@ from samedge.progress import Progress
 from samedge.provenance import device_name, versions
 from samedge.monitor import metrics_frame, metrics_row
 from samedge.runs import METRICS_FILE, RECORD_FILE
-from samedge.sam import SamGradient, SamTensors, apply_update, sam_gradient_tensors
+from samedge.sam import GraphedSamGradient, SamGradient, SamTensors, apply_update, sam_gradient_tensors
 from samedge.tasks import get_task
 from samedge.tracker import EigenTracker
 
@@ -229,6 +229,13 @@ class Trainer:
             self.on_measure(self, batch, grads, row)
         return row
 
+    def _gradients(self) -> Callable[[Any], SamTensors]:
+        """The step's two gradients: eager, or replayed from a CUDA graph (train.cuda_graph, CUDA only)."""
+        spec = self.spec
+        if spec.device.type == "cuda" and self.train_cfg.get("cuda_graph"):
+            return GraphedSamGradient(self.model, self.loss_fn, spec.data.batch(self.state.step), spec.rho)
+        return lambda batch: sam_gradient_tensors(self.model, self.loss_fn, batch, spec.rho)
+
     def _divergence(self, watch: DivergenceWatch) -> str | None:
         """Reads the watch (a sync); on divergence, the run ends at the first diverging step."""
         found = watch.first()
@@ -250,11 +257,12 @@ class Trainer:
                        self.train_cfg["time_budget_s"])
         watch = DivergenceWatch(self.train_cfg["divergence_loss"], spec.device)
         clock = TrainClock(spec.device, state.train_seconds)
+        gradients = self._gradients() if not self._finished() else None
         try:
             while not self._finished():
                 wall_start = time.perf_counter()
                 batch = spec.data.batch(state.step)
-                grads = sam_gradient_tensors(self.model, self.loss_fn, batch, spec.rho)
+                grads = gradients(batch)
                 watch.observe(grads, state.step)
                 measure = self._measurement_due()
                 if (measure or state.step % DIVERGENCE_CHECK_EVERY == 0) and (reason := self._divergence(watch)):
