@@ -69,3 +69,12 @@ def test_divergence_read_late_reports_the_exact_first_step(tmp_path, data_dir, r
     assert records[0]["status"] == records[1]["status"] == "diverged"
     assert records[0]["steps"] == records[1]["steps"] > train.DIVERGENCE_CHECK_EVERY  # read late in "late"
     assert records[0]["reason"] == records[1]["reason"]
+
+
+def test_the_cuda_graph_switch_leaves_a_cpu_run_unchanged(tmp_path, data_dir, repo_root):
+    import pandas as pd
+    frames = []
+    for name, extra in (("eager", ()), ("graph", ("--set", "train.cuda_graph=true"))):
+        assert main(train_args("mnist", tmp_path / name, data_dir, repo_root, extra=extra)) == 0
+        frames.append(pd.read_csv(tmp_path / name / "metrics.csv").drop(columns=["train_seconds", "wall_seconds"]))
+    pd.testing.assert_frame_equal(frames[0], frames[1], check_exact=True)
