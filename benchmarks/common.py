@@ -65,6 +65,11 @@ class Section:
         return rec
 
 
+def bound_ratio(bound: float) -> float:
+    """Training time per unit of tracker time at which the tracker's share of a run equals `bound`."""
+    return (1 - bound) / bound
+
+
 def fmt(x: float, digits: int = 3) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"

@@ -15,7 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from common import Section, fmt, md_table
+from common import Section, bound_ratio, fmt, md_table
+
+# The quick profile before issue 12's solver (benchmarks/results.md at commit 2f56d95, the same 12 runs):
+# summed Snakemake job CPU seconds and the tracker share bound per task, and the runs' first-to-last span.
+BEFORE = {"cpu_seconds": {"cifar10": 403.4, "mnist": 141.2, "shakespeare": 146.8},
+          "tracker_share": {"cifar10": 0.7614, "mnist": 0.4674, "shakespeare": 0.7148}, "span_s": 1062.0}
 
 
 def load_runs(results: Path, profile: str) -> list[dict]:
@@ -59,11 +64,25 @@ def section(results: Path, profile: str = "quick") -> Section:
         sec.add(f"{task}: summed job CPU seconds (Snakemake benchmark)", _job_sum(rs, "cpu_time"), "s")
         sec.add(f"{task}: summed run wall seconds", wall, "s")
         sec.add(f"{task}: share of the summed wall time", wall / total_wall)
-        sec.target(f"{task}: tracker share of its runs (upper bound: 1 - train/wall)", 1 - train / wall, 0.25)
+        sec.target(f"{task}: tracker share of its runs (upper bound: 1 - train/wall)", 1 - train / wall, 0.25,
+                   note=f"before: {fmt(BEFORE['tracker_share'].get(task, float('nan')))}")
+        every = rs[0]["config"]["train"].get("measure_every_steps")
+        if every:
+            sec.add(f"{task}: measurement cadence for a 25% tracker share",
+                    every * bound_ratio(0.25) * (wall - train) / train, "steps",
+                    note=f"now every {every} steps; at the current cost per measurement")
+        if task in BEFORE["cpu_seconds"]:
+            sec.add(f"{task}: summed job CPU seconds, now / before", _job_sum(rs, "cpu_time") / BEFORE["cpu_seconds"][task],
+                    note=f"before: {fmt(BEFORE['cpu_seconds'][task])} s")
     start = min(r["finished_at"] - r["wall_seconds"] for r in runs)
     span = max(r["finished_at"] for r in runs) - start
     sec.add("all runs: summed wall seconds", total_wall, "s")
-    sec.add("first run start to last run end", span, "s", note="the pipeline's runs in parallel, as run")
+    sec.add("first run start to last run end", span, "s", note=f"the pipeline's runs in parallel, as run; "
+            f"before: {fmt(BEFORE['span_s'])} s (another machine load)")
+    cpu = _job_sum(runs, "cpu_time")
+    sec.add("all training jobs: CPU seconds, now / before", cpu / sum(BEFORE["cpu_seconds"].values()),
+            note=f"{fmt(cpu)} s now, {fmt(sum(BEFORE['cpu_seconds'].values()))} s before; CPU time is what load "
+                 "does not inflate")
     sec.lines.append(f"{len(runs)} runs of profile '{profile}' under {results}/runs"
                      + (f"; {runs_csv} lists {len(pd.read_csv(runs_csv))} runs." if runs_csv.is_file()
                         else f"; {runs_csv} not written yet (aggregate has not run)."))
