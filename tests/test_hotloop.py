@@ -73,8 +73,16 @@ def test_divergence_read_late_reports_the_exact_first_step(tmp_path, data_dir, r
 
 def test_the_cuda_graph_switch_leaves_a_cpu_run_unchanged(tmp_path, data_dir, repo_root):
     import pandas as pd
+    import yaml
+    params = yaml.safe_load((repo_root / "params.yaml").read_text())
+    params["profiles"]["smoke"]["mnist"]["train"]["cuda_graph"] = True
+    for name, task in params.get("tasks", {}).items():  # user task modules: relative to params.yaml
+        task["module"] = str(repo_root / task["module"])
+    graph_params = tmp_path / "params.yaml"
+    graph_params.write_text(yaml.safe_dump(params, sort_keys=False))
     frames = []
-    for name, extra in (("eager", ()), ("graph", ("--set", "train.cuda_graph=true"))):
-        assert main(train_args("mnist", tmp_path / name, data_dir, repo_root, extra=extra)) == 0
+    for name, root in (("eager", repo_root), ("graph", tmp_path)):
+        args = train_args("mnist", tmp_path / name, data_dir, root)
+        assert main(args) == 0
         frames.append(pd.read_csv(tmp_path / name / "metrics.csv").drop(columns=["train_seconds", "wall_seconds"]))
     pd.testing.assert_frame_equal(frames[0], frames[1], check_exact=True)
