@@ -114,7 +114,7 @@ class DivergenceWatch:
 
     def observe(self, grads: SamTensors, step: int) -> None:
         loss, norm = grads.loss, grads.grad_norm
-        bad = ~torch.isfinite(loss) | ~torch.isfinite(norm) | (loss > self.bound)
+        bad = ~torch.isfinite(loss) | ~torch.isfinite(norm) | (loss.double() > self.bound)  # as float(loss) > bound
         new = bad & (self._step < 0)
         self._step = torch.where(new, step, self._step)
         self._values = torch.where(new, torch.stack([loss, norm]).double(), self._values)
