@@ -11,15 +11,15 @@
 # Make WHEELS_DIR on a machine with internet, for the GPU machine's Python and its torch version:
 #   pip download --dest wheels --only-binary=:all: --python-version 3.11 --platform manylinux2014_x86_64 \
 #       "snakemake>=9.27,<10" "jsonschema>=4.20" "torchvision==0.26.*"   # torchvision: the one matching torch
-# and carry the folder along. Optional: GPU_CHECK_MPS=1 runs the DAG under CUDA MPS (README).
+# and carry the folder along (default: wheels/ in the repository, git-ignored). Optional: GPU_CHECK_MPS=1 runs the DAG under CUDA MPS (README).
 set -euo pipefail
+WHEELS=$(realpath -m "${1:-$(dirname "$0")/../wheels}")
 cd "$(dirname "$0")/.."
 fail() { echo "benchmarks/gpu_check.sh: $*" >&2; exit 2; }
 [ -d "${SAMEDGE_DATA_MIRROR:-}" ] || fail "set SAMEDGE_DATA_MIRROR to the offline data mirror (a folder)"
 export SAMEDGE_DATA_MIRROR
 "${PYTHON:-python3}" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null \
     || fail "no CUDA device visible to ${PYTHON:-python3} (torch.cuda.is_available() is false); nothing run"
-WHEELS=${1:-wheels}
 VENV=.gpu-venv
 OUT=benchmarks/results-gpu.md
 CONFIG=(--config profile=paper-quick device=cuda)
@@ -44,14 +44,18 @@ if [ "${GPU_CHECK_MPS:-0}" = 1 ]; then
     nvidia-cuda-mps-control -d
     trap 'echo quit | nvidia-cuda-mps-control' EXIT
 fi
+snakemake() {  # this venv's python, so the Snakefile imports samedge from src/ and jobs find the shim
+    "$VENV/bin/python" -m snakemake "$@"
+}
 t0=$SECONDS
-snakemake --cores all "${CONFIG[@]}" data/prepared/{mnist,cifar10,shakespeare} > logs/gpu-check-data.log 2>&1
+snakemake --cores all "${CONFIG[@]}" data/prepared/{mnist,cifar10,shakespeare} > logs/gpu-check-data.log 2>&1 \
+    || fail "fetching the data failed: see logs/gpu-check-data.log"
 data_s=$((SECONDS - t0))
 t0=$SECONDS
-snakemake --cores all "${CONFIG[@]}" > logs/gpu-check-dag.log 2>&1
-snakemake --report results/report.html "${CONFIG[@]}" >> logs/gpu-check-dag.log 2>&1
+{ snakemake --cores all "${CONFIG[@]}" && snakemake --report results/report.html "${CONFIG[@]}"; } \
+    > logs/gpu-check-dag.log 2>&1 || fail "the paper-quick DAG failed: see logs/gpu-check-dag.log"
 dag_s=$((SECONDS - t0))
-python benchmarks/gpu.py --data-dir data --out benchmarks/.gpu-table.md >/dev/null
+"$VENV/bin/python" benchmarks/gpu.py --data-dir data --out benchmarks/.gpu-table.md >/dev/null
 {
     echo "# GPU check: the paper-quick profile and the per-step benchmark"
     echo
@@ -63,7 +67,7 @@ python benchmarks/gpu.py --data-dir data --out benchmarks/.gpu-table.md >/dev/nu
     echo
     echo "## The paper's claims (results/edge_agreement.csv)"
     echo
-    python benchmarks/gpu.py --claims results/edge_agreement.csv
+    "$VENV/bin/python" benchmarks/gpu.py --claims results/edge_agreement.csv
     echo
     echo "## Steps against their floor (benchmarks/gpu.py)"
     echo
