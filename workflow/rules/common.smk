@@ -37,6 +37,8 @@ def train_gpu_percent(wildcards):
     """Percent of one GPU a training job needs (params.yaml gpu_percent; 100 if unlisted, 0 on CPU):
     local jobs share a GPU while the sum stays within `resources: gpu_percent` (100 per GPU)."""
     return config.get("gpu_percent", {}).get(wildcards.task, 100) if DEVICE == "cuda" else 0
+
+
 CONTAINER = "containers/samedge.sif"  # built by `apptainer build containers/samedge.sif containers/samedge.def`
 
 
