@@ -157,6 +157,28 @@ def claims(edge_table: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def packing(results: Path, wall_s: float) -> str:
+    """How much the training jobs overlapped in a pipeline run: per task, the jobs' summed seconds
+    (Snakemake's benchmark files) and their mean training ms per step (run.json); over all, the
+    summed job seconds / the run's wall seconds (the concurrency packing achieved)."""
+    import json
+
+    import pandas as pd
+
+    lines = ["| task | jobs | job seconds (sum) | train ms/step (mean over runs) |", "|---|---|---|---|"]
+    total = 0.0
+    for folder in sorted(p for p in (results / "benchmarks").iterdir() if p.is_dir()):
+        seconds = sum(float(pd.read_csv(tsv, sep="\t")["s"].iloc[0]) for tsv in folder.glob("*.tsv"))
+        records = [json.loads(f.read_text()) for f in (results / "runs" / folder.name).glob("*/run.json")]
+        per_step = [1000 * r["train_seconds"] / r["steps"] for r in records if r.get("steps")]
+        total += seconds
+        mean = f"{sum(per_step) / len(per_step):.2f}" if per_step else "-"
+        lines.append(f"| {folder.name} | {len(records)} | {seconds:.0f} | {mean} |")
+    lines.append(f"\nTraining job seconds / pipeline wall seconds: {total:.0f} / {wall_s:.0f} = "
+                 f"{total / wall_s:.2f} jobs at once on average.")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=REPO / "data", help="prepared data (samedge fetch)")
@@ -165,9 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     parser.add_argument("--claims", type=Path, metavar="EDGE_AGREEMENT_CSV",
                         help="print only the paper's claims as read off this table (no GPU needed)")
+    parser.add_argument("--packing", nargs=2, metavar=("RESULTS_DIR", "WALL_SECONDS"),
+                        help="print only how the training jobs of a pipeline run overlapped (no GPU needed)")
     args = parser.parse_args(argv)
     if args.claims:
         print(claims(args.claims), end="")
+        return 0
+    if args.packing:
+        print(packing(Path(args.packing[0]), float(args.packing[1])), end="")
         return 0
     if not torch.cuda.is_available():
         print("benchmarks/gpu.py: no CUDA device here; nothing to measure")

@@ -69,6 +69,10 @@ dag_s=$((SECONDS - t0))
     echo
     "$VENV/bin/python" benchmarks/gpu.py --claims results/edge_agreement.csv
     echo
+    echo "## Training jobs sharing the GPU"
+    echo
+    "$VENV/bin/python" benchmarks/gpu.py --packing results "$dag_s"
+    echo
     echo "## Steps against their floor (benchmarks/gpu.py)"
     echo
     cat benchmarks/.gpu-table.md

@@ -60,3 +60,18 @@ def test_gpu_check_without_cuda_stops_with_one_line_before_any_work(tmp_path):
                          env={**env, "SAMEDGE_DATA_MIRROR": str(tmp_path)})
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "no CUDA device" in out.stderr
     assert not (REPO / ".gpu-venv").exists()
+
+
+def test_packing_sums_job_seconds_against_the_wall_time(tmp_path):
+    for task, runs in (("mnist", {"lr0.1_rho0": (30.0, 500, 20.0)}),
+                       ("cifar10", {"lr0.01_rho0": (12.0, 1000, 8.0), "lr0.01_rho0.1": (18.0, 1000, 12.0)})):
+        for run, (seconds, steps, train_s) in runs.items():
+            bench = tmp_path / "benchmarks" / task / f"{run}.tsv"
+            bench.parent.mkdir(parents=True, exist_ok=True)
+            bench.write_text(f"s\th:m:s\n{seconds}\t0:00:{int(seconds)}\n")
+            record = tmp_path / "runs" / task / run / "run.json"
+            record.parent.mkdir(parents=True)
+            record.write_text(f'{{"steps": {steps}, "train_seconds": {train_s}}}')
+    lines = gpu.packing(tmp_path, 20.0).splitlines()
+    assert "| cifar10 | 2 | 30 | 10.00 |" in lines and "| mnist | 1 | 30 | 40.00 |" in lines
+    assert lines[-1].endswith("60 / 20 = 3.00 jobs at once on average.")
