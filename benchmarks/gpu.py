@@ -1,19 +1,19 @@
 """Each paper-size training step against its arithmetic floor, on one CUDA GPU.
 
-    python benchmarks/gpu.py [--data-dir data] [--profile paper-quick] [--out results-gpu-table.md]
+    python benchmarks/gpu.py [--data-dir data] [--profile paper-quick] [--out table.md]
 
 Per task of the profile (the paper's models and batches): ms per SAM and per GD step (steps queued
-back to back, one sync at the end: what the training loop does), the same SAM step captured as a
-CUDA graph (samedge.sam.GraphedSamGradient: ms, and whether it equals the eager step bit for bit), the matmul/conv FLOPs of one SAM
+back to back, one sync at the end: what the training loop does), the matmul/conv FLOPs of one SAM
 step counted by torch's FlopCounterMode, the floor = FLOPs / the float32 matmul peak measured in
 this same run (TF32 off, as in training), their ratio against the targets, the cost of one HVP in
-the tracker's block relative to one gradient, a warm top-k measurement (ms and HVPs) and the peak
-GPU memory. Without CUDA it says so and exits 0. Ratios only; absolute ms are context.
+the tracker's block relative to one gradient, a warm top-k measurement (ms and HVPs), the same
+SAM step replayed from a CUDA graph (samedge.sam.GraphedSamGradient: ms, and whether it equals the
+eager step bit for bit) and the peak GPU memory. Without CUDA it says so and exits 0. Ratios
+only; absolute ms are context.
 """
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -58,7 +58,8 @@ def counted_flops(fn: Callable[[], Any]) -> int:
     return counter.get_total_flops()
 
 
-def graphed(model: Any, loss_fn: Any, batch: Any, lr: float, rho: float, device: torch.device) -> tuple[str, str]:
+def graphed(model: Any, loss_fn: Any, batch: Any, lr: float, rho: float,
+            device: torch.device) -> tuple[str, str]:
     """(ms per CUDA-graph SAM step, whether its gradients equal the eager ones bit for bit), at the
     current weights; the reason if the capture fails."""
     from samedge.sam import GraphedSamGradient, apply_update, sam_gradient_tensors
@@ -67,18 +68,41 @@ def graphed(model: Any, loss_fn: Any, batch: Any, lr: float, rho: float, device:
         step = GraphedSamGradient(model, loss_fn, batch, rho)
         replayed = step()
         eager = sam_gradient_tensors(model, loss_fn, batch, rho)
-        exact = all(torch.equal(a, b) for a, b in ((eager.loss, replayed.loss), (eager.grad, replayed.grad),
-                                                     (eager.sam_grad, replayed.sam_grad)))
+        pairs = ((eager.loss, replayed.loss), (eager.grad, replayed.grad),
+                 (eager.sam_grad, replayed.sam_grad))
+        exact = all(torch.equal(a, b) for a, b in pairs)
         ms = per_call_ms(lambda: apply_update(model, step().sam_grad, lr), STEPS, device)
     except Exception as err:  # noqa: BLE001 - a benchmark reports a failed capture and goes on
         return "-", f"failed: {type(err).__name__}: {str(err)[:80]}"
     return f"{ms:.2f}", "bit-exact" if exact else "differs"
 
 
-def task_row(task: str, profile: str, data_dir: Path, peak: float, device: torch.device) -> list[Any]:
-    from samedge.config import load_run_config
+def hvp_per_gradient(model: Any, loss_fn: Any, batch: Any, block: int, device: torch.device) -> float:
+    """One HVP inside the tracker's block of `block` vectors, in gradients."""
     from samedge.hvp import HVPOperator
     from samedge.objective import loss_and_grad
+
+    op = HVPOperator(model, loss_fn, batch)
+    vectors = torch.randn(op.dim, block, device=device)
+    return per_call_ms(lambda: op.matmat(vectors), 3, device) / block / per_call_ms(
+        lambda: loss_and_grad(model, loss_fn, batch), 5, device)
+
+
+def warm_measurement(tracker: Any, model: Any, loss_fn: Any, batch: Any, step: Callable[[], None],
+                     device: torch.device) -> str:
+    """ms (HVPs) of a measurement warm-started from one 10 training steps earlier."""
+    tracker.measure(model, loss_fn, batch)
+    for _ in range(10):
+        step()
+    sync(device)
+    start = time.perf_counter()
+    warm = tracker.measure(model, loss_fn, batch)
+    sync(device)
+    return f"{1000 * (time.perf_counter() - start):.0f} ({warm.hvps})"
+
+
+def task_row(task: str, profile: str, data_dir: Path, peak: float, device: torch.device) -> list[Any]:
+    from samedge.config import load_run_config
     from samedge.sam import apply_update, sam_gradient_tensors
     from samedge.tasks import get_task
     from samedge.tracker import EigenTracker
@@ -89,7 +113,8 @@ def task_row(task: str, profile: str, data_dir: Path, peak: float, device: torch
     model = spec.build_model(cfg["model"]).to(device)
     batch = spec.batches(cfg, data_dir, device).batch(0)
     lr, rho = POINT[task]
-    if device.type == "cuda":
+    cuda = device.type == "cuda"
+    if cuda:
         torch.cuda.reset_peak_memory_stats(device)
 
     def step(r: float) -> Callable[[], None]:
@@ -100,29 +125,19 @@ def task_row(task: str, profile: str, data_dir: Path, peak: float, device: torch
     floor_ms = 1000 * flops / peak
     tracker = EigenTracker(k=cfg["tracker"]["k"], tol=cfg["tracker"]["tol"],
                            max_iters=cfg["tracker"]["max_iters"], seed=cfg["seed"])
-    block = tracker.k + tracker.guard
-    op = HVPOperator(model, spec.loss, batch)
-    vectors = torch.randn(op.dim, block, device=device)
-    hvp_per_grad = per_call_ms(lambda: op.matmat(vectors), 3, device) / block / per_call_ms(
-        lambda: loss_and_grad(model, spec.loss, batch), 5, device)
-    tracker.measure(model, spec.loss, batch)  # cold, then a few steps on
-    for _ in range(10):
-        step(rho)()
-    sync(device)
-    start = time.perf_counter()
-    warm = tracker.measure(model, spec.loss, batch)
-    sync(device)
-    warm_ms = 1000 * (time.perf_counter() - start)
-    graph_ms, graph_exact = graphed(model, spec.loss, batch, lr, rho, device) if device.type == "cuda" else ("-", "-")
+    hvp = hvp_per_gradient(model, spec.loss, batch, tracker.k + tracker.guard, device)
+    warm = warm_measurement(tracker, model, spec.loss, batch, step(rho), device)
+    graph_ms, graph_exact = graphed(model, spec.loss, batch, lr, rho, device) if cuda else ("-", "-")
     ratio = sam_ms / floor_ms
     verdict = "PASS" if ratio <= TARGETS[task] else "MISS"
-    return [task, f"{sam_ms:.2f}", f"{gd_ms:.2f}", f"{flops / 1e9:.4g}", f"{floor_ms:.2f}",
-            f"{ratio:.2f}", f"<= {TARGETS[task]:g} {verdict}", graph_ms, graph_exact, f"{hvp_per_grad:.2f}",
-            f"{warm_ms:.0f} ({warm.hvps})", f"{torch.cuda.max_memory_allocated(device) / 2**30:.1f}" if device.type == "cuda" else "-"]
+    peak_gib = f"{torch.cuda.max_memory_allocated(device) / 2**30:.1f}" if cuda else "-"
+    return [task, f"{sam_ms:.2f}", f"{gd_ms:.2f}", f"{flops / 1e9:.4g}", f"{floor_ms:.2f}", f"{ratio:.2f}",
+            f"<= {TARGETS[task]:g} {verdict}", graph_ms, graph_exact, f"{hvp:.2f}", warm, peak_gib]
 
 
 HEADER = ["task", "SAM ms/step", "GD ms/step", "GFLOP/SAM step", "floor ms", "SAM/floor", "target",
-          "CUDA-graph SAM ms/step", "graph vs eager", "HVP/gradient (block)", "warm measurement ms (HVPs)", "peak GiB"]
+          "CUDA-graph SAM ms/step", "graph vs eager", "HVP/gradient (block)", "warm measurement ms (HVPs)",
+          "peak GiB"]
 
 
 def markdown(rows: list[list[Any]], peak: float, profile: str, device_name: str) -> str:
@@ -153,7 +168,8 @@ def claims(edge_table: Path) -> str:
                 lines.append(f"| {task} | {claim} | - | - | MISS (no such run) |")
                 continue
             lr, ratio = rows["lr"].iloc[0], rows[column].iloc[0]
-            lines.append(f"| {task} | {claim} | {lr:g} | {ratio:.3f} | {'PASS' if 0.9 <= ratio <= 1.1 else 'MISS'} |")
+            verdict = "PASS" if 0.9 <= ratio <= 1.1 else "MISS"
+            lines.append(f"| {task} | {claim} | {lr:g} | {ratio:.3f} | {verdict} |")
     return "\n".join(lines) + "\n"
 
 
