@@ -39,7 +39,7 @@ def train_gpu_percent(wildcards):
     return config.get("gpu_percent", {}).get(wildcards.task, 100) if DEVICE == "cuda" else 0
 
 
-CONTAINER = "containers/samedge.sif"  # built by `apptainer build containers/samedge.sif containers/samedge.def`
+CONTAINER = "containers/samedge.sif"  # built by `make container` (containers/samedge.def)
 
 
 wildcard_constraints:
