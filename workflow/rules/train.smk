@@ -29,7 +29,7 @@ rule train:
         gpu_percent=train_gpu_percent,
     container: CONTAINER
     shell:
-        "samedge train --task {wildcards.task} --lr {params.lr} --rho {params.rho} --set seed={params.seed}"
+        "samedge train --task {wildcards.task} --lr {params.lr} --rho {params.rho} --seed {params.seed}"
         " --profile {params.profile} --params params.yaml --data-dir data"
         " --device {params.device} --threads {threads}"
         " --out {params.out_dir} --checkpoint-dir {params.checkpoint_dir} > {log} 2>&1"
