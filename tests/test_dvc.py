@@ -16,7 +16,7 @@ import pytest
 import yaml
 from dvc.repo import Repo
 
-from samedge.codedeps import STAGE_ENTRIES, module_files, stage_files
+from samedge.codedeps import STAGE_ENTRIES, module_file, module_files, stage_files
 
 from samedge.config import fmt_value, grid, load_params
 from samedge.runs import run_name
@@ -108,8 +108,8 @@ def test_dvc_and_snakemake_name_the_same_outputs(tmp_path, tmp_path_factory):
 
 def test_stages_list_exactly_the_code_they_run():
     """dvc.yaml's src/ deps of each stage are the files samedge.codedeps derives from the import
-    graph of the stage's entry module, for train@TASK with the task's own module and its imports
-    (what Snakemake's `code` and `task_code` params digest)."""
+    graph of the stage's entry module, for train@TASK with the task's own module and its imports,
+    for data@TASK with the task's module (what Snakemake's `code` and `task_code` params digest)."""
     package = REPO / "src/samedge"
     with Repo(str(REPO)) as dvc_repo:
         deps = {stage.name: sorted(str(dep.def_path) for dep in stage.deps
@@ -121,6 +121,8 @@ def test_stages_list_exactly_the_code_they_run():
             files = set(stage_files(stage, package))
             if stage == "train":
                 files |= set(module_files(TASKS[task], package))
+            if stage == "data":
+                files.add(module_file(TASKS[task], package))
             derived = sorted(str(path.relative_to(REPO)) for path in files)
             assert listed == derived, f"dvc.yaml stage {name}: list these src deps: {derived}"
     assert {name.split("@")[0] for name in deps} >= set(STAGE_ENTRIES)

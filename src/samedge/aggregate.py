@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from samedge.config import ConfigError, fmt_value, load_params
+from samedge.config import ConfigError, load_params
 from samedge.io import atomic_write, write_json
 from samedge.runs import METRIC_COLUMNS, RUN_KEYS, Run, RunKey, parse_run_name, profile_runs, read_run
 from samedge.tasks import task_names

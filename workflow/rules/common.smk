@@ -5,6 +5,7 @@ import json
 from snakemake.utils import validate
 
 from samedge.codedeps import digest, module_files
+from samedge.codedeps import module_file as codedeps_module_file
 from samedge.config import fmt_value, profile_config, validate_params
 from samedge.runs import profile_runs
 from samedge.figure_specs import FIGURES, figure_files
@@ -72,16 +73,27 @@ def task_data(wildcards):
     return [f"data/prepared/{wildcards.task}"] if get_task(wildcards.task).data is not None else []
 
 
-def task_code(wildcards):
-    """A digest of the task's own module (a built-in task: with the package modules it imports):
-    tasks are loaded by name, so the training stage's import graph does not reach them. Editing a
-    task's module reruns that task's runs only."""
-    task = wildcards.task
+def _task_digest(task, with_imports):
+    """A digest of a task's module; a built-in one with the package modules it imports if asked."""
     if task in BUILTIN:
-        return digest(module_files(BUILTIN[task], PACKAGE_DIR), PACKAGE_DIR)
+        files = (module_files(BUILTIN[task], PACKAGE_DIR) if with_imports
+                 else [codedeps_module_file(BUILTIN[task], PACKAGE_DIR)])
+        return digest(files, PACKAGE_DIR)
     path = module_file(task).resolve()
     root = Path(workflow.basedir).resolve()
     return digest([path], root if path.is_relative_to(root) else Path(path.anchor))
+
+
+def task_code(wildcards):
+    """The training code of a task that its runs depend on beyond the training stage's import graph
+    (tasks are loaded by name, so that graph does not reach them): its module and what it imports.
+    Editing a task's module reruns that task's runs only."""
+    return _task_digest(wildcards.task, with_imports=True)
+
+
+def task_data_code(wildcards):
+    """A task's module alone (its data source and preparation live there): editing it refetches."""
+    return _task_digest(wildcards.task, with_imports=False)
 
 
 def run_settings(wildcards):

@@ -7,6 +7,7 @@ rule fetch:
         prepared=directory("data/prepared/{task}"),
     params:
         code=CODE["data"],
+        task_code=task_data_code,
     log:
         "logs/fetch/{task}.log",
     threads: 1
