@@ -177,19 +177,20 @@ def packing(results: Path, wall_s: float) -> str:
     """How much the training jobs overlapped in a pipeline run: per task, the jobs' summed seconds
     (Snakemake's benchmark files) and their mean training ms per step (run.json); over all, the
     summed job seconds / the run's wall seconds (the concurrency packing achieved)."""
-    import json
-
     import pandas as pd
 
+    from samedge.runs import find_runs, read_run
+
+    records = [read_run(results / "runs", key) for key in find_runs(results / "runs")]
     lines = ["| task | jobs | job seconds (sum) | train ms/step (mean over runs) |", "|---|---|---|---|"]
     total = 0.0
     for folder in sorted(p for p in (results / "benchmarks").iterdir() if p.is_dir()):
         seconds = sum(float(pd.read_csv(tsv, sep="\t")["s"].iloc[0]) for tsv in folder.glob("*.tsv"))
-        records = [json.loads(f.read_text()) for f in (results / "runs" / folder.name).glob("*/run.json")]
-        per_step = [1000 * r["train_seconds"] / r["steps"] for r in records if r.get("steps")]
+        runs = [run.record for run in records if run.key.task == folder.name]
+        per_step = [1000 * r["train_seconds"] / r["steps"] for r in runs if r.get("steps")]
         total += seconds
         mean = f"{sum(per_step) / len(per_step):.2f}" if per_step else "-"
-        lines.append(f"| {folder.name} | {len(records)} | {seconds:.0f} | {mean} |")
+        lines.append(f"| {folder.name} | {len(runs)} | {seconds:.0f} | {mean} |")
     lines.append(f"\nTraining job seconds / pipeline wall seconds: {total:.0f} / {wall_s:.0f} = "
                  f"{total / wall_s:.2f} jobs at once on average.")
     return "\n".join(lines) + "\n"

@@ -1,11 +1,15 @@
 """benchmarks/gpu.py without a GPU: it says so and exits 0; its per-task measurement runs on the CPU
 at smoke size (the same code the GPU runs at paper size), and the table has every column."""
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from samedge.runs import parse_run_name
+from tests.synthetic import write_run
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -69,9 +73,9 @@ def test_packing_sums_job_seconds_against_the_wall_time(tmp_path):
             bench = tmp_path / "benchmarks" / task / f"{run}.tsv"
             bench.parent.mkdir(parents=True, exist_ok=True)
             bench.write_text(f"s\th:m:s\n{seconds}\t0:00:{int(seconds)}\n")
-            record = tmp_path / "runs" / task / run / "run.json"
-            record.parent.mkdir(parents=True)
-            record.write_text(f'{{"steps": {steps}, "train_seconds": {train_s}}}')
+            lr, rho, _ = parse_run_name(run)
+            record = write_run(tmp_path / "runs", task, lr, rho) / "run.json"
+            record.write_text(json.dumps(json.loads(record.read_text()) | {"steps": steps, "train_seconds": train_s}))
     lines = gpu.packing(tmp_path, 20.0).splitlines()
     assert "| cifar10 | 2 | 30 | 10.00 |" in lines and "| mnist | 1 | 30 | 40.00 |" in lines
     assert lines[-1].endswith("60 / 20 = 3.00 jobs at once on average.")

@@ -18,29 +18,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from samedge.config import ConfigError, load_params
+from samedge.config import load_params
 from samedge.io import atomic_write, write_json
-from samedge.runs import METRIC_COLUMNS, RUN_KEYS, Run, RunKey, parse_run_name, profile_runs, read_run
-from samedge.tasks import task_names
+from samedge.runs import METRIC_COLUMNS, RUN_KEYS, Run, find_runs, profile_runs, read_run
 
 KEY_COLUMNS = ["task", "lr", "rho", "seed"]
 POINT_COLUMNS = ["task", "lr", "rho"]
 RUN_COLUMNS = (*KEY_COLUMNS, "run", *RUN_KEYS)  # run: the run directory's name
 WITHIN = 0.1  # "at the edge" = lambda_1 within 10% of it
 EDGES = {"sam": "sam_edge", "gd": "gd_edge"}
-
-
-def discover(runs_dir: Path) -> list[RunKey]:
-    """Every run with a run.json under runs_dir/TASK/RUN/, tasks in registry order, then lr, rho, seed."""
-    found = []
-    for info_path in sorted(runs_dir.glob("*/lr*/run.json")):
-        parsed = parse_run_name(info_path.parent.name)
-        if parsed is not None:
-            found.append(RunKey(info_path.parent.parent.name, *parsed))
-    if not found:
-        raise ConfigError(f"--runs-dir {runs_dir}: no runs found (expected TASK/lrLR_rhoRHO/run.json)")
-    order = {name: i for i, name in enumerate(task_names())}
-    return sorted(found, key=lambda k: (order.get(k.task, len(order)), k.task, k.lr, k.rho, k.seed or -1))
 
 
 def tidy_metrics(runs: list[Run]) -> pd.DataFrame:
@@ -152,7 +138,7 @@ def aggregate(runs_dir: str | Path, out_dir: str | Path, params_path: str | Path
               profile: str | None = None) -> list[Path]:
     """Read the runs (those of the profile's grid if params_path is given) and write the tables."""
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
-    keys = profile_runs(load_params(params_path), profile) if params_path is not None else discover(runs_dir)
+    keys = profile_runs(load_params(params_path), profile) if params_path is not None else find_runs(runs_dir)
     runs = [read_run(runs_dir, key) for key in keys]  # every run is checked before anything is written
     metrics, table = tidy_metrics(runs), runs_table(runs)
     agreement = edge_agreement(metrics, table)

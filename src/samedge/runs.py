@@ -77,6 +77,18 @@ def run_dir(runs_root: str | Path, key: RunKey) -> Path:
     return Path(runs_root) / key.task / key.name
 
 
+def find_runs(runs_root: str | Path) -> list[RunKey]:
+    """Every run with a run.json under runs_root/TASK/RUN/, tasks in registry order, then lr, rho, seed."""
+    from samedge.tasks import task_names
+
+    found = [RunKey(path.parent.parent.name, *parsed) for path in sorted(Path(runs_root).glob(f"*/lr*/{RECORD_FILE}"))
+             if (parsed := parse_run_name(path.parent.name)) is not None]
+    if not found:
+        raise ConfigError(f"--runs-dir {runs_root}: no runs found (expected TASK/lrLR_rhoRHO/{RECORD_FILE})")
+    order = {name: i for i, name in enumerate(task_names())}
+    return sorted(found, key=lambda k: (order.get(k.task, len(order)), k.task, k.lr, k.rho, k.seed or -1))
+
+
 @dataclass
 class Run:
     key: RunKey
