@@ -105,6 +105,9 @@ def test_hvp_matches_dense_hessian(case, chunk_sizes):
     assert rel_err(op.matvec(V[:, 0]), hessian @ V[:, 0]) < 1e-8  # one vector
     assert op.hvps == 4
     assert_unchanged(model, before)
+    looped = HVPOperator(model, loss_fn, data, method="double_backprop")
+    assert rel_err(looped.matmat(V), hessian @ V) < 1e-8  # one reverse pass per vector
+    assert_unchanged(model, before)
 
 
 def test_fd_close_to_exact_and_restores_parameters_bit_exactly():
