@@ -5,6 +5,8 @@
 #   cluster/slurm-down.sh [--keep-munge]
 # Environment: SAMEDGE_SLURM_STATE as for slurm-up.sh. Safe to run when nothing is running.
 set -euo pipefail
+# The daemons and runuser live in sbin, which a non-login shell's PATH (env -i, CI) may lack.
+export PATH="$PATH:/usr/sbin:/sbin"
 
 STATE=${SAMEDGE_SLURM_STATE:-/var/spool/samedge-slurm}
 KEEP_MUNGE=0

@@ -16,6 +16,8 @@
 # Exit codes: 0 up; 2 not root or a foreign slurm.conf exists; 3 packages cannot be installed;
 #             1 the daemons did not come up (see the logs printed).
 set -euo pipefail
+# The daemons and runuser live in sbin, which a non-login shell's PATH (env -i, CI) may lack.
+export PATH="$PATH:/usr/sbin:/sbin"
 
 STATE=${SAMEDGE_SLURM_STATE:-/var/spool/samedge-slurm}
 PARTITION=${SAMEDGE_SLURM_PARTITION:-debug}
