@@ -9,13 +9,14 @@ The span is from the earliest run's start (run.json's mtime less its wall time) 
 """
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
 import pandas as pd
 
 from common import Section, bound_ratio, fmt, md_table
+from samedge.config import ConfigError
+from samedge.runs import RECORD_FILE, find_runs, read_run, run_dir
 
 # The quick profile before issue 12's solver (benchmarks/results.md at commit 2f56d95, the same 12 runs):
 # summed Snakemake job CPU seconds and the tracker share bound per task, and the runs' first-to-last span.
@@ -24,12 +25,18 @@ BEFORE = {"cpu_seconds": {"cifar10": 403.4, "mnist": 141.2, "shakespeare": 146.8
 
 
 def load_runs(results: Path, profile: str) -> list[dict]:
+    """The run.json records of the profile's runs under results/runs (read and checked through the
+    run contract), each with its finish time and its Snakemake benchmark row."""
+    try:
+        keys = find_runs(results / "runs")
+    except ConfigError:  # no runs at all
+        return []
     runs = []
-    for path in sorted(results.glob("runs/*/*/run.json")):
-        record = json.loads(path.read_text())
+    for key in keys:
+        record = read_run(results / "runs", key).record
         if record.get("profile") == profile:
-            record["finished_at"] = path.stat().st_mtime
-            job = results / "benchmarks" / path.parent.parent.name / f"{path.parent.name}.tsv"
+            record["finished_at"] = (run_dir(results / "runs", key) / RECORD_FILE).stat().st_mtime
+            job = results / "benchmarks" / key.task / f"{key.name}.tsv"
             record["job"] = pd.read_csv(job, sep="\t").iloc[-1].to_dict() if job.is_file() else None
             runs.append(record)
     return runs
