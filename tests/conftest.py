@@ -1,6 +1,7 @@
 """Shared fixtures: the repository root and the offline data mirror (../shared/data beside the repo)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,14 @@ def data_dir(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         for task in ("mnist", "cifar10", "shakespeare"):
             fetch(task, folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Small tensor problems: OpenMP hand-offs cost more than they save, badly so on shared cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

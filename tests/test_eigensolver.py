@@ -9,12 +9,7 @@ from torch import Tensor
 from samedge.hessian import MatrixOperator, top_eigenpairs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class ReflectedDiagonal:

@@ -16,13 +16,7 @@ from samedge.models import CNN, MLP, Transformer, lm_loss, mse_loss
 from samedge.objective import chunk_data
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny problems: OpenMP hand-offs cost more than they save, badly so on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def mse(outputs: Tensor, targets: Tensor) -> Tensor:
