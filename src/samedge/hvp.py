@@ -14,7 +14,7 @@ from scipy.sparse.linalg import LinearOperator
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vmap
 
-from samedge.objective import Data, LossFn, as_chunks, check_finite, chunk_weights, flat, loss_and_grad
+from samedge.objective import Data, LossFn, as_chunks, chunk_weights, flat, loss_and_grad
 
 # The first forward-mode product (jvp) imports torch's JVP decompositions, whose import calls the
 # deprecated torch.jit.script (torch's code, not ours) and prints a FutureWarning in every run.
@@ -50,9 +50,7 @@ class HVPOperator:
         if not fd_eps > 0:
             raise ValueError(f"fd_eps: expected a positive step, got {fd_eps}")
         self.model, self.loss_fn, self.method, self.fd_eps = model, loss_fn, method, fd_eps
-        self.chunks = as_chunks(data)
-        for i, (inputs, _) in enumerate(self.chunks):
-            check_finite(inputs, f"data chunk {i}")
+        self.chunks = as_chunks(data)  # validated once (finite, matched lengths); a Chunks passes as is
         self.weights = chunk_weights(self.chunks)
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if not named:

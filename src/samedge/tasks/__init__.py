@@ -131,12 +131,12 @@ def _import(spec: str) -> ModuleType:
         if not spec.endswith(".py"):
             return importlib.import_module(spec)
         module_name = f"samedge_user_task_{Path(spec).stem}"
-        loader = importlib.util.spec_from_file_location(module_name, spec)
-        if loader is None or not Path(spec).is_file():
+        found = importlib.util.spec_from_file_location(module_name, spec)
+        if found is None or found.loader is None or not Path(spec).is_file():
             raise FileNotFoundError(spec)
-        module = importlib.util.module_from_spec(loader)
+        module = importlib.util.module_from_spec(found)
         sys.modules[module_name] = module
-        loader.loader.exec_module(module)
+        found.loader.exec_module(module)
         return module
     except (ImportError, FileNotFoundError) as exc:
         raise TaskError(f"task module {spec}: cannot import it ({type(exc).__name__}: {exc})") from exc
