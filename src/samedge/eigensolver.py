@@ -92,75 +92,73 @@ def gram64(A: Tensor, B: Tensor) -> Tensor:
 class _Space:
     """At most `size` orthonormal rows V (m, dim), their images A V and T = V A V^T (float64).
 
-    Row storage grows on demand: a warm solve uses about half of `size`, and fresh parameter-length
-    storage costs a page fault per page (and a NaN fill under deterministic algorithms)."""
+    V and A V are kept as the row blocks the operator passes produced, never gathered into larger
+    storage: on a 2.8 M-parameter model, growing or copying parameter-length rows cost about as
+    much as the solver's own products (and fresh storage is NaN-filled under deterministic mode)."""
 
     def __init__(self, op: Operator, size: int) -> None:
         self.op, self.m, self.hvps, self.passes, self.size = op, 0, 0, 0, size
-        self.V = torch.empty(0, op.dim, dtype=op.dtype, device=op.device)
-        self.AV = self.V
+        self.V: list[Tensor] = []
+        self.AV: list[Tensor] = []
         self.T = torch.zeros(size, size, dtype=torch.float64)
+        eps = torch.finfo(op.dtype).eps
         # A row whose norm falls below this fraction on projection is numerically dependent.
-        self.drop = (100 * torch.finfo(op.dtype).eps) ** 0.5
+        self.drop = (100 * eps) ** 0.5
+        # Rows whose float64 Gram matrix is within this of I are orthonormal to working precision.
+        self.orth = 4 * eps
 
     @property
     def free(self) -> int:
         return self.size - self.m
 
-    def _reserve(self, n: int) -> None:
-        """Room for n more rows (and as many again, for the next pass)."""
-        if self.m + n <= self.V.shape[0]:
-            return
-        rows = min(self.size, self.m + 2 * n)
-        for name in ("V", "AV"):
-            old = getattr(self, name)
-            new = torch.empty(rows, old.shape[1], dtype=old.dtype, device=old.device)
-            new[:self.m] = old[:self.m]
-            setattr(self, name, new)
-
     def extend(self, W: Tensor) -> int:
-        """Orthonormalise the rows of W against V and among themselves (twice, products in float64),
-        keep those that are not numerically dependent (at most as many as fit), apply A in one pass."""
+        """Orthonormalise the rows of W against V and among themselves (products in float64), keep
+        those that are not numerically dependent (at most as many as fit), apply A in one pass."""
         W = self._orthonormalise(W)[:self.free]
         start, n = self.m, W.shape[0]
         if n == 0:
             return 0
-        self._reserve(n)
-        self.V[start:start + n] = W
-        self.AV[start:start + n] = self.op.matmat(self.V[start:start + n].T).T
+        self.V.append(W)
+        self.AV.append(self.op.matmat(W.T).T.contiguous())
         self.m += n
         self.hvps += n
         self.passes += 1
-        block = gram64(self.V[start:self.m], self.AV[:self.m])  # (n, m): new rows of V A V^T
+        block = torch.cat([gram64(W, B) for B in self.AV], dim=1)  # (n, m): new rows of V A V^T
         self.T[start:self.m, :self.m] = block
         self.T[:start, start:self.m] = block[:, :start].T
         self.T[start:self.m, start:self.m] = (block[:, start:] + block[:, start:].T) / 2
         return n
 
     def _orthonormalise(self, W: Tensor) -> Tensor:
-        V = self.V[:self.m]
+        """Two sweeps of projection against V and SVQB, the second only where the first was not
+        already exact (a warm start's rows come in orthonormal and leave unchanged)."""
         norms = torch.linalg.vector_norm(W, dim=1).cpu().double()
         for sweep in range(2):
-            if self.m:
-                W = torch.addmm(W, gram64(W, V).to(W.device, W.dtype), V, alpha=-1)
+            for B in self.V:  # block by block: each block's coefficients see the earlier blocks' removal
+                W = torch.addmm(W, gram64(W, B).to(W.device, W.dtype), B, alpha=-1)
             if sweep == 0:  # residuals already inside span V have lost almost all their norm
                 keep = torch.linalg.vector_norm(W, dim=1).cpu().double() > self.drop * norms
                 W = W[keep.to(W.device)]
-            W = self._svqb(W)
+            W, changed = self._svqb(W)
+            if not changed and not self.V:
+                break
         return W
 
-    def _svqb(self, W: Tensor) -> Tensor:
+    def _svqb(self, W: Tensor) -> tuple[Tensor, bool]:
         """Orthonormal rows spanning those of W (dropping dependent directions), by the
-        eigendecomposition of their float64 Gram matrix (Stathopoulos & Wu's SVQB)."""
+        eigendecomposition of their float64 Gram matrix (Stathopoulos & Wu's SVQB); W itself, and
+        False, when its rows are already orthonormal."""
         if W.shape[0] == 0:
-            return W
+            return W, False
         G = gram64(W, W)
+        if float((G - torch.eye(len(G), dtype=G.dtype)).abs().max()) <= self.orth:
+            return W, False
         scale = G.diagonal().rsqrt()
         S, U = torch.linalg.eigh(G * scale[:, None] * scale[None, :])
         S, U = S.flip(0), U.flip(1)
         keep = S > self.drop ** 2 * S[0]
         C = (U[:, keep] * S[keep].rsqrt()).T * scale[None, :]
-        return C.to(W.device, W.dtype) @ W
+        return C.to(W.device, W.dtype) @ W, True
 
     def ritz(self) -> tuple[Tensor, Tensor]:
         """All Ritz values (float64, descending) and their coefficient vectors Y (m, m) in V."""
@@ -169,14 +167,23 @@ class _Space:
 
     def combine(self, Y: Tensor) -> tuple[Tensor, Tensor]:
         """Rows X = Y^T V and A X = Y^T A V for coefficient columns Y (m, r)."""
-        Yt = Y.T.to(self.V.device, self.V.dtype)
-        return Yt @ self.V[:self.m], Yt @ self.AV[:self.m]
+        return self._rows(Y, self.V), self._rows(Y, self.AV)
+
+    @staticmethod
+    def _rows(Y: Tensor, blocks: list[Tensor]) -> Tensor:
+        Yt = Y.T.to(blocks[0].device, blocks[0].dtype)
+        out, start = None, 0
+        for B in blocks:
+            part = Yt[:, start:start + len(B)]
+            out = part @ B if out is None else out.addmm_(part, B)
+            start += len(B)
+        return out
 
     def restart(self, X: Tensor, AX: Tensor) -> None:
         """Keep only the Ritz vectors X (orthonormal, in span V) and A X: no operator cost."""
         r = X.shape[0]
-        self.V[:r], self.AV[:r], self.m = X, AX, r
-        block = gram64(self.V[:r], self.AV[:r])
+        self.V, self.AV, self.m = [X], [AX], r
+        block = gram64(X, AX)
         self.T[:r, :r] = (block + block.T) / 2
 
 
