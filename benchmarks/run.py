@@ -42,10 +42,11 @@ K, TOL = 3, 1e-3
 
 
 def _problem(name: str, task: str, model: dict, n: int, steps: tuple[int, int], lr: float, reference: str,
-             lanczos_max_steps: int, with_cohen: bool, slow_peers: bool = True, max_iters: int = 100) -> dict:
+             lanczos_max_steps: int, with_cohen: bool, slow_peers: bool = True, max_iters: int = 100,
+             method: str = "autograd") -> dict:
     return {"problem": {"name": name, "task": task, "model": model, "n": n, "pre_steps": steps[0],
                         "gap_steps": steps[1], "lr": lr, "rho": 0.1, "k": K, "tol": TOL, "seed": 0,
-                        "max_iters": max_iters},
+                        "max_iters": max_iters, "method": method},
             "reference": reference, "lanczos_max_steps": lanczos_max_steps, "with_cohen": with_cohen,
             "slow_peers": slow_peers}
 
@@ -62,18 +63,20 @@ SIZES = {
     "tiny": {
         "problems": [_problem("small", "mnist", _mlp(2, 1), 32, (2, 2), 0.3, "dense", 20, True, max_iters=20),
                      _problem("larger", "mnist", _mlp(4, 1), 32, (2, 2), 0.3, "lanczos", 20, False, max_iters=20),
-                     _problem("cnn", "cifar10", _cnn(2, 2), 16, (2, 2), 0.01, "lanczos", 20, False, False, 20)],
+                     _problem("cnn", "cifar10", _cnn(2, 2), 16, (2, 2), 0.01, "lanczos", 20, False, False, 20,
+                              "double_backprop")],
         "trajectory": {"steps": 11, "overrides": {"model": {"width": 8, "depth": 2, "init_scale": 1.0},
                                                   "n_train": 64, "every": 10}},
         "costs": {"width": 16, "depth": 2, "n": 100, "repeats": 2},
         "memory": {"sizes": (100, 1000), "chunk": 50, "width": 8, "depth": 2},
     },
     "default": {
-        # small: the quick profile's lr and the gap of its measurement cadence; paper: the paper's grids.
+        # small: the quick profile's lr and the gap of its measurement cadence; paper: the paper's grids;
+        # quick CNN: the quick profile's CNN, data, cadence and HVP method (its params.yaml tracker block).
         "problems": [_problem("small", "mnist", _mlp(6, 2), 1000, (40, 40), 0.3, "dense", 150, True),
                      _problem("paper MLP", "mnist", _mlp(1000, 3), 1000, (20, 20), 0.1, "lanczos", 60, False),
                      _problem("quick CNN", "cifar10", _cnn(8, 16), 256, (25, 25), 0.01, "lanczos", 60, False,
-                              False)],
+                              False, method="double_backprop")],
         "trajectory": {"steps": None, "overrides": {}},
         "costs": {"width": 1000, "depth": 3, "n": 5000, "repeats": 3},
         "memory": {"sizes": (6000, 60000), "chunk": 1000, "width": 1000, "depth": 3},
