@@ -10,6 +10,7 @@ The span is from the earliest run's start (run.json's mtime less its wall time) 
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -18,10 +19,13 @@ from common import Section, bound_ratio, fmt, md_table
 from samedge.config import ConfigError
 from samedge.runs import RECORD_FILE, find_runs, read_run, run_dir
 
-# The quick profile before issue 12's solver (benchmarks/results.md at commit 2f56d95, the same 12 runs):
-# summed Snakemake job CPU seconds and the tracker share bound per task, and the runs' first-to-last span.
-BEFORE = {"cpu_seconds": {"cifar10": 403.4, "mnist": 141.2, "shakespeare": 146.8},
-          "tracker_share": {"cifar10": 0.7614, "mnist": 0.4674, "shakespeare": 0.7148}, "span_s": 1062.0}
+# The quick profile before issue 12's solver: commit 2f56d95, `make pipeline PROFILE=quick` from a fresh
+# clone on an idle 2-core machine (2026-12-01; its jobs need the venv on PATH, as that commit's README
+# did not yet say): summed Snakemake job CPU seconds and the tracker share bound per task, the runs'
+# first-to-last span, and the Snakemake run's wall time (its data fetch included, ~12 s).
+BEFORE = {"cpu_seconds": {"cifar10": 387.4, "mnist": 121.7, "shakespeare": 120.7},
+          "tracker_share": {"cifar10": 0.7823, "mnist": 0.4877, "shakespeare": 0.751}, "span_s": 441.3,
+          "pipeline_s": 473.3}
 
 
 def load_runs(results: Path, profile: str) -> list[dict]:
@@ -40,6 +44,18 @@ def load_runs(results: Path, profile: str) -> list[dict]:
             record["job"] = pd.read_csv(job, sep="\t").iloc[-1].to_dict() if job.is_file() else None
             runs.append(record)
     return runs
+
+
+def pipeline_run(results: Path) -> tuple[str, float] | None:
+    """The newest Snakemake run beside `results` that completed its whole DAG (its log under
+    .snakemake/log names `localrule all` and "(100%) done"): the log's name and its wall seconds,
+    from the start time in the name (Snakemake's local time) to the log's last write."""
+    for log in sorted((results.parent / ".snakemake" / "log").glob("*.snakemake.log"), reverse=True):
+        text = log.read_text(errors="replace")
+        if "localrule all" in text and "(100%) done" in text:
+            start = datetime.strptime(log.name.split(".snakemake")[0], "%Y-%m-%dT%H%M%S.%f")
+            return log.name, log.stat().st_mtime - start.timestamp()
+    return None
 
 
 def _job_sum(runs: list[dict], key: str) -> float:
@@ -84,8 +100,11 @@ def section(results: Path, profile: str = "quick") -> Section:
     start = min(r["finished_at"] - r["wall_seconds"] for r in runs)
     span = max(r["finished_at"] for r in runs) - start
     sec.add("all runs: summed wall seconds", total_wall, "s")
+    if (pipeline := pipeline_run(results)) is not None:
+        sec.add("the pipeline end to end: its last complete Snakemake run", pipeline[1], "s",
+                note=f".snakemake/log/{pipeline[0]}; before: {fmt(BEFORE['pipeline_s'])} s")
     sec.add("first run start to last run end", span, "s", note=f"the pipeline's runs in parallel, as run; "
-            f"before: {fmt(BEFORE['span_s'])} s (another machine load)")
+            f"before: {fmt(BEFORE['span_s'])} s")
     cpu = _job_sum(runs, "cpu_time")
     sec.add("all training jobs: CPU seconds, now / before", cpu / sum(BEFORE["cpu_seconds"].values()),
             note=f"{fmt(cpu)} s now, {fmt(sum(BEFORE['cpu_seconds'].values()))} s before; CPU time is what load "
