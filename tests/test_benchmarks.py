@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -45,8 +46,25 @@ def test_tiny_benchmark_writes_tables(repo_root: Path, mnist_dir: Path, tmp_path
         assert what in items
 
     peers = pd.read_csv(out / "peers.csv")
-    assert {"samedge warm", "samedge cold", "PyHessian power", "eigenthings power",
+    assert {"samedge warm", "samedge cold", "samedge warm, oracle stop", "PyHessian power", "eigenthings power",
             "authors: FD block power"} <= set(peers["method"])
     assert (peers.loc[peers["method"] == "samedge warm", "rel_err_1"] < 1e-3).all()
     trajectory = pd.read_csv(out / "trajectory.csv")
     assert len(trajectory) >= 2 and (trajectory["cold_hvps"] > 0).all()
+
+
+def test_pipeline_wall_time_comes_from_the_last_complete_snakemake_log(repo_root: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(repo_root / "benchmarks"))
+    from quick_e2e import pipeline_run
+
+    logs = tmp_path / ".snakemake" / "log"
+    logs.mkdir(parents=True)
+    assert pipeline_run(tmp_path / "results") is None
+    complete = logs / "2026-12-01T014054.964027.snakemake.log"
+    complete.write_text("localrule all:\n17 of 17 steps (100%) done\n")
+    start = datetime(2026, 12, 1, 1, 40, 54, 964027).timestamp()
+    os.utime(complete, (start + 420.5, start + 420.5))
+    (logs / "2026-12-01T014738.015005.snakemake.log").write_text("report only\n")  # later, not a whole DAG
+    name, seconds = pipeline_run(tmp_path / "results")
+    assert name == complete.name and seconds == pytest.approx(420.5, abs=1e-3)
