@@ -130,8 +130,9 @@ class _Space:
         return n
 
     def _orthonormalise(self, W: Tensor) -> Tensor:
-        """Two sweeps of projection against V and SVQB, the second only where the first was not
-        already exact (a warm start's rows come in orthonormal and leave unchanged)."""
+        """Two sweeps of projection against V and SVQB; SVQB leaves rows that are already
+        orthonormal as they are, and with no V to project on, such rows need no second sweep
+        (a warm start's previous basis costs one Gram matrix, no row combinations)."""
         norms = torch.linalg.vector_norm(W, dim=1).cpu().double()
         for sweep in range(2):
             for B in self.V:  # block by block: each block's coefficients see the earlier blocks' removal
