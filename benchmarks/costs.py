@@ -83,7 +83,7 @@ def _explain_hvp(sec: Section, layer_sizes: list[int], block: int, single: float
     sec.add(f"matrix-multiply floor of HVP / gradient, per vector in a block of {block}", floor_b)
     g_total, g_mm = matmul_seconds(grad)
     h_total, h_mm = matmul_seconds(hvp_block)
-    sec.add(f"profiled: block HVP matmul seconds per vector / gradient matmul seconds", h_mm / block / g_mm,
+    sec.add("profiled: block HVP matmul seconds per vector / gradient matmul seconds", h_mm / block / g_mm,
             note=f"gradient {fmt(g_mm)} of {fmt(g_total)} s in matmuls; block {fmt(h_mm)} of {fmt(h_total)} s")
     sec.add("profiled: share of the block HVP outside matmuls", 1 - h_mm / h_total,
             note="elementwise tangent ops (add, threshold_backward), zero fills, vmap plumbing")

@@ -118,7 +118,8 @@ def section(results: Path, profile: str = "quick") -> Section:
     loads = [r["job"]["mean_load"] for r in runs if r["job"]]
     if loads:
         sec.lines.append(f"\nJobs ran at a mean CPU load of {fmt(min(loads))}-{fmt(max(loads))} % of one core "
-                         "(the machine was shared), so wall seconds overstate the work; CPU seconds do not.")
+                         "(start-up, file writes and, on a shared machine, other users' work), so wall seconds overstate "
+                         "the work; CPU seconds do not.")
     sec.lines.append(f"\nSummed run time {fmt(total_wall)} s; first start to last end {fmt(span)} s. The tracker "
                      "share is 1 - train/wall of each task's runs, an upper bound: wall also holds checkpoints and "
                      "metric rows. Section 3 measures the share itself, for MNIST.")
