@@ -4,8 +4,6 @@ training job per run (52 grid points + the extra CIFAR lr 0.01 seeds), each clai
 and Snakemake, with the default profile's one GPU (gpu_percent 100), runs several small training
 jobs at once but never lets their shares exceed the GPU. The stand-in: a venv whose `samedge`
 records when each job starts and ends instead of training."""
-import json
-import os
 import re
 import sys
 from pathlib import Path

@@ -35,9 +35,9 @@ class HVPOperator:
     A model whose operations lack forward-mode or vmap rules falls back to double backprop.
     method "double_backprop" (exact): one reverse pass per vector over the retained graph of
     the first-order gradient, for models whose forward-mode tangents are costly on CPU (measured
-    per vector in a block of 10, over one gradient: the quick CIFAR CNN 2.6 against 6.4-8.6 for
-    the vmapped block, its LayerNorm tangents being chains of elementwise ops; the language model
-    3.0 against 2.5). method "fd": central differences of gradients with step `fd_eps` along the unit vector,
+    per vector in a block of 10, over one gradient, on an idle 2-core machine: the quick CIFAR CNN
+    3.4 against 5.1 for the vmapped block, its LayerNorm tangents being chains of elementwise ops;
+    the quick language model 2.9 against 2.3). method "fd": central differences of gradients with step `fd_eps` along the unit vector,
     the authors' method, for comparison only. Every call leaves the parameters as they were;
     "fd" restores them bit-exactly. Chunks move to the model's device one at a time. Forward
     passes run in the model's current mode: put models with batch statistics in eval() first.
