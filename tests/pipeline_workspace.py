@@ -8,6 +8,8 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -140,10 +142,35 @@ def smoke_workspace(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> P
     return smoke_run(tmp_path_factory, mirror)[0]
 
 
-def clone_workspace(ws: Path, dest: Path) -> Path:
-    """A byte- and mtime-preserving copy (Snakemake's view of what is up to date survives)."""
-    shutil.copytree(ws, dest, symlinks=True)
+def clone_workspace(ws: Path, dest: Path, for_dvc: bool = False) -> Path:
+    """A byte- and mtime-preserving copy (Snakemake's view of what is up to date survives). Files
+    under data/ and DVC's cache are hard links, not ~290 MB of copies: the pipeline writes them
+    atomically (a new file renamed over the old) and DVC replaces or unlinks them, so nothing done
+    in the clone reaches `ws`. `for_dvc`: data/ is copied all the same, since DVC (cache type copy)
+    re-copies every output it finds hard-linked, and the new mtimes would make Snakemake retrain."""
+    linked = [(".dvc", "cache")] + ([] if for_dvc else [("data",)])
+
+    def link_or_copy(src: str, dst: str) -> None:
+        parts = Path(src).relative_to(ws).parts
+        if any(parts[:len(prefix)] == prefix for prefix in linked):
+            os.link(src, dst)
+        else:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(ws, dest, symlinks=True, copy_function=link_or_copy)
     return dest
+
+
+@contextmanager
+def module_scratch(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Path]:
+    """A folder for a module-scoped workspace, removed when the module is done: each workspace holds
+    hundreds of MB of data, and CI machines have a few GB free (per-test folders go by the
+    `tmp_path_retention_policy` in pyproject.toml)."""
+    base = tmp_path_factory.mktemp(name)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def dry_run_jobs(ws: Path, env: dict[str, str], *args: str) -> list[dict[str, str]]:

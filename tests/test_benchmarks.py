@@ -11,23 +11,10 @@ import pandas as pd
 import pytest
 
 
-@pytest.fixture(scope="module")
-def mnist_dir(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from samedge.data import fetch
-    from samedge.data_fetch import MIRROR_ENV
-
-    folder = tmp_path_factory.mktemp("data")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(MIRROR_ENV, str(mirror))
-        for task in ("mnist", "cifar10"):
-            fetch(task, folder)
-    return folder
-
-
-def test_tiny_benchmark_writes_tables(repo_root: Path, mnist_dir: Path, tmp_path: Path) -> None:
+def test_tiny_benchmark_writes_tables(repo_root: Path, data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench"
     cmd = [sys.executable, str(repo_root / "benchmarks" / "run.py"), "--size", "tiny", "--out", str(out),
-           "--data-dir", str(mnist_dir), "--results", str(tmp_path / "no-results")]
+           "--data-dir", str(data_dir), "--results", str(tmp_path / "no-results")]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path,
                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert done.returncode == 0, done.stderr[-3000:]

@@ -22,7 +22,8 @@ from samedge.config import fmt_value, grid, load_params
 from samedge.runs import run_name
 from samedge.tasks import BUILTIN as TASKS
 from tests.pipeline_workspace import (DVC, REPO, SMOKE, SNAKEMAKE, clone_workspace, commit_all,
-                                      copy_repo, dry_run_jobs, git, run, smoke_workspace, tool_env)
+                                      copy_repo, dry_run_jobs, git, module_scratch, run, smoke_workspace,
+                                      tool_env)
 
 README = (REPO / "README.md").read_text()
 IGNORED = {".snakemake_timestamp"}  # .dvcignore: Snakemake's bookkeeping, not data
@@ -145,16 +146,17 @@ def test_stages_declare_only_the_params_they_use():
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory, mirror):
     """A copy of the smoke workspace with `profile: smoke` committed, then `dvc repro` run on it."""
-    ws = clone_workspace(smoke_workspace(tmp_path_factory, mirror), tmp_path_factory.mktemp("dvc") / "repo")
-    set_active_profile(ws, "smoke")
-    commit_all(ws, "smoke profile")
-    env = tool_env(tmp_path_factory, mirror, activated=True)  # DVC stages run `snakemake`
-    outs = [out for stage in dvc_stages(ws).values() for out in stage["outs"]
-            if out != "results/report.html"]  # the report is rebuilt on every `dvc repro`
-    before = files_under(ws, outs)
-    repro = run([DVC, "repro"], ws, env, timeout=600)
-    commit_all(ws, "dvc.lock")
-    return {"ws": ws, "env": env, "outs": outs, "before": before, "repro": repro.stdout + repro.stderr}
+    with module_scratch(tmp_path_factory, "dvc") as base:
+        ws = clone_workspace(smoke_workspace(tmp_path_factory, mirror), base / "repo", for_dvc=True)
+        set_active_profile(ws, "smoke")
+        commit_all(ws, "smoke profile")
+        env = tool_env(tmp_path_factory, mirror, activated=True)  # DVC stages run `snakemake`
+        outs = [out for stage in dvc_stages(ws).values() for out in stage["outs"]
+                if out != "results/report.html"]  # the report is rebuilt on every `dvc repro`
+        before = files_under(ws, outs)
+        repro = run([DVC, "repro"], ws, env, timeout=600)
+        commit_all(ws, "dvc.lock")
+        yield {"ws": ws, "env": env, "outs": outs, "before": before, "repro": repro.stdout + repro.stderr}
 
 
 def jobs_run(log: str) -> list[str]:
@@ -257,7 +259,7 @@ def test_push_then_pull_into_a_fresh_clone_restores_identical_bytes(recorded, tm
 
 @pytest.fixture
 def recorded_copy(recorded, tmp_path):
-    return clone_workspace(recorded["ws"], tmp_path / "repo"), recorded["env"]
+    return clone_workspace(recorded["ws"], tmp_path / "repo", for_dvc=True), recorded["env"]
 
 
 def edit(path: Path) -> None:

@@ -9,13 +9,14 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from tests.pipeline_workspace import SMOKE, SNAKEMAKE, copy_repo, smoke_workspace
+from tests.pipeline_workspace import SMOKE, SNAKEMAKE, copy_repo, module_scratch, smoke_workspace
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
@@ -87,16 +88,16 @@ def local_cluster_profile(dest: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def slurm_work(slurm_cluster, mirror, tmp_path_factory) -> Path:
+def slurm_work(slurm_cluster, mirror, tmp_path_factory) -> Iterator[Path]:
     """A repository copy where the smoke profile ran up to the aggregated tables through SLURM
     (--workflow-profile none, as the README says for clusters)."""
-    base = tmp_path_factory.mktemp("slurm")
-    work = copy_repo(base / "repo")
-    profile = local_cluster_profile(base / "profile")
-    cmd = [SNAKEMAKE, *TARGETS, "--profile", str(profile), "--workflow-profile", "none", *SMOKE]
-    out = run(cmd, cwd=work, env=pipeline_env(mirror), timeout=1800)
-    assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stderr[-6000:]}"
-    return work
+    with module_scratch(tmp_path_factory, "slurm") as base:
+        work = copy_repo(base / "repo")
+        profile = local_cluster_profile(base / "profile")
+        cmd = [SNAKEMAKE, *TARGETS, "--profile", str(profile), "--workflow-profile", "none", *SMOKE]
+        out = run(cmd, cwd=work, env=pipeline_env(mirror), timeout=1800)
+        assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stderr[-6000:]}"
+        yield work
 
 
 @pytest.fixture(scope="module")
@@ -165,17 +166,16 @@ def running_train_job(work: Path, deadline: float) -> str:
     raise AssertionError("no training job reached its first checkpoint in time")
 
 
-def test_a_preempted_training_job_is_requeued_and_resumes(slurm_cluster, mirror, tmp_path_factory):
+def test_a_preempted_training_job_is_requeued_and_resumes(slurm_cluster, mirror, tmp_path):
     """`scontrol requeue` is what preemption does to a job: SIGTERM, then back in the queue.
     The trainer checkpoints on SIGTERM; the requeued job resumes there and snakemake, polling,
     sees the same job id finish."""
-    base = tmp_path_factory.mktemp("preempt")
-    work = copy_repo(base / "repo")
+    work = copy_repo(tmp_path / "repo")
     params = yaml.safe_load((work / "params.yaml").read_text())
     max_steps = 2000  # long enough (tens of seconds) to be caught mid-run
     params["profiles"]["smoke"]["mnist"]["train"]["max_steps"] = max_steps
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    profile = local_cluster_profile(base / "profile")
+    profile = local_cluster_profile(tmp_path / "profile")
     target = "results/runs/mnist/lr0.3_rho0.1"
     cmd = [SNAKEMAKE, f"{target}/run.json", "--profile", str(profile), "--workflow-profile", "none",
            *SMOKE]
