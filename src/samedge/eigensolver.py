@@ -97,7 +97,7 @@ class _Space:
     much as the solver's own products (and fresh storage is NaN-filled under deterministic mode)."""
 
     def __init__(self, op: Operator, size: int) -> None:
-        self.op, self.m, self.hvps, self.passes, self.size = op, 0, 0, 0, size
+        self.op, self.hvps, self.passes, self.size = op, 0, 0, size
         self.V: list[Tensor] = []
         self.AV: list[Tensor] = []
         self.T = torch.zeros(size, size, dtype=torch.float64)
@@ -106,6 +106,10 @@ class _Space:
         self.drop = (100 * eps) ** 0.5
         # Rows whose float64 Gram matrix is within this of I are orthonormal to working precision.
         self.orth = 4 * eps
+
+    @property
+    def m(self) -> int:
+        return sum(len(B) for B in self.V)
 
     @property
     def free(self) -> int:
@@ -120,13 +124,13 @@ class _Space:
             return 0
         self.V.append(W)
         self.AV.append(self.op.matmat(W.T).T.contiguous())
-        self.m += n
         self.hvps += n
         self.passes += 1
-        block = torch.cat([gram64(W, B) for B in self.AV], dim=1)  # (n, m): new rows of V A V^T
-        self.T[start:self.m, :self.m] = block
-        self.T[:start, start:self.m] = block[:, :start].T
-        self.T[start:self.m, start:self.m] = (block[:, start:] + block[:, start:].T) / 2
+        end = start + n
+        block = torch.cat([gram64(W, B) for B in self.AV], dim=1)  # (n, end): new rows of V A V^T
+        self.T[start:end, :end] = block
+        self.T[:start, start:end] = block[:, :start].T
+        self.T[start:end, start:end] = (block[:, start:] + block[:, start:].T) / 2
         return n
 
     def _orthonormalise(self, W: Tensor) -> Tensor:
@@ -182,10 +186,9 @@ class _Space:
 
     def restart(self, X: Tensor, AX: Tensor) -> None:
         """Keep only the Ritz vectors X (orthonormal, in span V) and A X: no operator cost."""
-        r = X.shape[0]
-        self.V, self.AV, self.m = [X], [AX], r
+        self.V, self.AV = [X], [AX]
         block = gram64(X, AX)
-        self.T[:r, :r] = (block + block.T) / 2
+        self.T[:len(X), :len(X)] = (block + block.T) / 2
 
 
 def top_eigenpairs(op: Operator, k: int = 3, tol: float = 1e-3, max_iters: int = 100,
