@@ -142,17 +142,13 @@ def smoke_workspace(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> P
     return smoke_run(tmp_path_factory, mirror)[0]
 
 
-def clone_workspace(ws: Path, dest: Path, for_dvc: bool = False) -> Path:
-    """A byte- and mtime-preserving copy (Snakemake's view of what is up to date survives). Files
-    under data/ and DVC's cache are hard links, not ~290 MB of copies: the pipeline writes them
-    atomically (a new file renamed over the old) and DVC replaces or unlinks them, so nothing done
-    in the clone reaches `ws`. `for_dvc`: data/ is copied all the same, since DVC (cache type copy)
-    re-copies every output it finds hard-linked, and the new mtimes would make Snakemake retrain."""
-    linked = [(".dvc", "cache")] + ([] if for_dvc else [("data",)])
-
+def clone_workspace(ws: Path, dest: Path) -> Path:
+    """A byte- and mtime-preserving copy (Snakemake's view of what is up to date survives). DVC's
+    cache is hard-linked, not copied (~290 MB): DVC only ever adds or unlinks cache files, so
+    nothing done in the clone reaches `ws`. data/ is copied: DVC (cache type copy) re-copies any
+    output it finds hard-linked, and the new mtimes would make Snakemake retrain."""
     def link_or_copy(src: str, dst: str) -> None:
-        parts = Path(src).relative_to(ws).parts
-        if any(parts[:len(prefix)] == prefix for prefix in linked):
+        if Path(src).relative_to(ws).parts[:2] == (".dvc", "cache"):
             os.link(src, dst)
         else:
             shutil.copy2(src, dst)

@@ -147,7 +147,7 @@ def test_stages_declare_only_the_params_they_use():
 def recorded(tmp_path_factory, mirror):
     """A copy of the smoke workspace with `profile: smoke` committed, then `dvc repro` run on it."""
     with module_scratch(tmp_path_factory, "dvc") as base:
-        ws = clone_workspace(smoke_workspace(tmp_path_factory, mirror), base / "repo", for_dvc=True)
+        ws = clone_workspace(smoke_workspace(tmp_path_factory, mirror), base / "repo")
         set_active_profile(ws, "smoke")
         commit_all(ws, "smoke profile")
         env = tool_env(tmp_path_factory, mirror, activated=True)  # DVC stages run `snakemake`
@@ -259,7 +259,7 @@ def test_push_then_pull_into_a_fresh_clone_restores_identical_bytes(recorded, tm
 
 @pytest.fixture
 def recorded_copy(recorded, tmp_path):
-    return clone_workspace(recorded["ws"], tmp_path / "repo", for_dvc=True), recorded["env"]
+    return clone_workspace(recorded["ws"], tmp_path / "repo"), recorded["env"]
 
 
 def edit(path: Path) -> None:
