@@ -30,14 +30,17 @@ def _refuse(path: Path, problem: str) -> CheckpointError:
     return CheckpointError(f"checkpoint {path} {problem}; delete it to rerun this run from step 0")
 
 
-def load(path: Path, device: torch.device) -> dict[str, Any]:
+def load(path: Path) -> dict[str, Any]:
+    """The payload, every tensor on the CPU wherever it was saved from: RNG states must be CPU
+    ByteTensors (torch.set_rng_state refuses any other), and load_state_dict copies weights onto
+    the model's device itself."""
     header, _, body = path.read_bytes().partition(b"\n")
     if not header.startswith(MAGIC):
         raise _refuse(path, "is not a samedge checkpoint (or its header is damaged)")
     if header[len(MAGIC):] != hashlib.sha256(body).hexdigest().encode():
         raise _refuse(path, "is truncated or corrupted (its sha256 does not match)")
     try:
-        return torch.load(io.BytesIO(body), map_location=device, weights_only=True)
+        return torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError) as exc:
         raise _refuse(path, f"cannot be read by this torch ({type(exc).__name__})") from exc
 

@@ -8,6 +8,7 @@ is the same computation with the loss and norm as Python floats.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -78,6 +79,29 @@ def sam_gradient(model: nn.Module, loss_fn: LossFn, data: Data, rho: float) -> S
     return sam_gradient_tensors(model, loss_fn, data, rho).synced()
 
 
+def graphable(device: torch.device) -> bool:
+    """Whether a step on `device` can be replayed from a CUDA graph (train.cuda_graph is ignored elsewhere)."""
+    return device.type == "cuda"
+
+
+def capture_graph(step: Callable[[], SamTensors], device: torch.device,
+                  warmup: int) -> tuple[Callable[[], None], SamTensors]:
+    """Calls `step` `warmup` times on a side stream (autograd and the allocator warm up outside the
+    capture), then captures one call as a CUDA graph: (replay, the tensors each replay rewrites)."""
+    if not graphable(device):
+        raise ValueError(f"GraphedSamGradient: needs a CUDA model, got one on {device}")
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            step()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = step()
+    return graph.replay, out  # the bound method keeps the graph alive
+
+
 class GraphedSamGradient:
     """sam_gradient_tensors captured once as a CUDA graph, then replayed (CUDA only).
 
@@ -88,20 +112,10 @@ class GraphedSamGradient:
     """
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, data: Data, rho: float, warmup: int = 3) -> None:
-        device = trainable(model)[0].device
-        if device.type != "cuda":
-            raise ValueError(f"GraphedSamGradient: needs a CUDA model, got one on {device}")
         self._source = as_chunks(data)
         self.static = Chunks((x.clone(), y.clone()) for x, y in self._source)
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):  # autograd and the allocator warm up outside the capture
-            for _ in range(warmup):
-                sam_gradient_tensors(model, loss_fn, self.static, rho)
-        torch.cuda.current_stream(device).wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.out = sam_gradient_tensors(model, loss_fn, self.static, rho)
+        self._replay, self.out = capture_graph(lambda: sam_gradient_tensors(model, loss_fn, self.static, rho),
+                                               trainable(model)[0].device, warmup)
 
     def __call__(self, data: Data | None = None) -> SamTensors:
         if data is not None and data is not self._source:  # a full batch is captured once
@@ -111,7 +125,7 @@ class GraphedSamGradient:
             for (x, y), (static_x, static_y) in zip(chunks, self.static):
                 static_x.copy_(x)
                 static_y.copy_(y)
-        self.graph.replay()
+        self._replay()
         return self.out
 
 

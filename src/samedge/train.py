@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from samedge.progress import Progress
 from samedge.provenance import device_name, versions
 from samedge.monitor import metrics_frame, metrics_row
 from samedge.runs import METRICS_FILE, RECORD_FILE
-from samedge.sam import GraphedSamGradient, SamGradient, SamTensors, apply_update, sam_gradient_tensors
+from samedge.sam import GraphedSamGradient, SamGradient, SamTensors, apply_update, graphable, sam_gradient_tensors
 from samedge.tasks import get_task
 from samedge.tracker import EigenTracker
 
@@ -37,6 +38,8 @@ PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what schedulers expect from a job th
 # The loop reads the divergence watch (a host-device sync) every this many steps, and at every
 # measurement, checkpoint and the end; the step it reports is exact (recorded on the device).
 DIVERGENCE_CHECK_EVERY = 20
+# cuBLAS workspace settings under which its results are deterministic (CUDA's reproducibility notes).
+DETERMINISTIC_CUBLAS = (":4096:8", ":16:8")
 
 
 @dataclass
@@ -178,14 +181,14 @@ class Trainer:
     def save_checkpoint(self) -> None:
         payload = {"identity": self.spec.identity(), "state": vars(self.state),
                    "model": self.model.state_dict(), "tracker": self.tracker.state_dict(),
-                   "rng": torch.get_rng_state()}
+                   "rng": torch.get_rng_state(), "cuda_rng": cuda_rng_state(self.spec.device)}
         checkpoint.save(self.checkpoint_path, payload)
         self._last_checkpoint = time.monotonic()
 
     def try_resume(self) -> bool:
         if not self.checkpoint_path.is_file():
             return False
-        payload = checkpoint.load(self.checkpoint_path, self.spec.device)
+        payload = checkpoint.load(self.checkpoint_path)
         if payload["identity"] != self.spec.identity():
             raise CheckpointError(
                 f"checkpoint {self.checkpoint_path} belongs to a run with another task/lr/rho/seed/config; "
@@ -193,6 +196,7 @@ class Trainer:
         self.model.load_state_dict(payload["model"])
         self.tracker.load_state_dict(payload["tracker"])
         torch.set_rng_state(payload["rng"])
+        set_cuda_rng_state(payload.get("cuda_rng"), self.spec.device)  # absent from checkpoints before it was saved
         self.state = RunState(**payload["state"])
         self.state.resumes += 1
         log.info("resumed from %s at step %d", self.checkpoint_path, self.state.step)
@@ -232,7 +236,7 @@ class Trainer:
     def _gradients(self) -> Callable[[Any], SamTensors]:
         """The step's two gradients: eager, or replayed from a CUDA graph (train.cuda_graph, CUDA only)."""
         spec = self.spec
-        if spec.device.type == "cuda" and self.train_cfg.get("cuda_graph"):
+        if self.train_cfg.get("cuda_graph") and graphable(spec.device):
             return GraphedSamGradient(self.model, self.loss_fn, spec.data.batch(self.state.step), spec.rho)
         return lambda batch: sam_gradient_tensors(self.model, self.loss_fn, batch, spec.rho)
 
@@ -256,8 +260,8 @@ class Trainer:
         bar = Progress(f"{spec.task} lr={spec.lr:g} rho={spec.rho:g}", state, self.train_cfg["max_steps"],
                        self.train_cfg["time_budget_s"])
         watch = DivergenceWatch(self.train_cfg["divergence_loss"], spec.device)
-        clock = TrainClock(spec.device, state.train_seconds)
         gradients = self._gradients() if not self._finished() else None
+        clock = TrainClock(spec.device, state.train_seconds)  # after the CUDA graph's warm-up and capture
         try:
             while not self._finished():
                 wall_start = time.perf_counter()
@@ -312,14 +316,32 @@ class Trainer:
         return record
 
 
+def cuda_rng_state(device: torch.device) -> torch.Tensor | None:
+    """The run's CUDA generator (nothing draws from it today; a resumed run must still continue it)."""
+    return torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def set_cuda_rng_state(state: torch.Tensor | None, device: torch.device) -> None:
+    if state is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state, device)
+
+
 def configure_device(device: torch.device) -> None:
-    """Exact arithmetic for Hessian work: no TF32 on CUDA; deterministic kernels on CPU."""
-    if device.type == "cuda":
+    """Exact, repeatable arithmetic for Hessian work: float32 matmuls without TF32, deterministic kernels.
+
+    Call it before the first cuBLAS call of the process: cuBLAS reads CUBLAS_WORKSPACE_CONFIG once.
+    On CUDA an op without a deterministic kernel warns (naming it, in the run's log) instead of
+    stopping the run: these kernels have not all run here (README, "What has run on a GPU");
+    benchmarks/gpu_check.sh reruns jobs and compares their metrics bit for bit."""
+    cuda = device.type == "cuda"
+    if cuda:
+        if os.environ.get("CUBLAS_WORKSPACE_CONFIG") not in DETERMINISTIC_CUBLAS:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = DETERMINISTIC_CUBLAS[0]
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cudnn.benchmark = False
-    else:
-        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=cuda)
     torch.set_float32_matmul_precision("highest")
 
 
