@@ -26,6 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 TARGETS = {"mnist": 1.3, "cifar10": 4.0, "shakespeare": 4.0}  # SAM step / floor
 POINT = {"mnist": (0.1, 0.1), "cifar10": (0.003, 0.1), "shakespeare": (0.1, 0.3)}  # (lr, rho) stepped
 STEPS = 20
+DRILL_TASKS = ("mnist", "cifar10")  # gpu_check.sh's resume and rerun drills repeat one job of each
+TIMING_COLUMNS = ["train_seconds", "wall_seconds"]  # the metrics columns a rerun may change
 
 
 def sync(device: torch.device) -> None:
@@ -196,6 +198,50 @@ def packing(results: Path, wall_s: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def drill_runs(params_path: Path, profile: str) -> list[str]:
+    """The jobs gpu_check.sh's drills repeat, as "task lr rho run": per task of DRILL_TASKS, SAM at
+    the middle lr of its grid and its smallest rho > 0, the task's own seed (a run the DAG made too)."""
+    from samedge.config import fmt_value, load_params
+    from samedge.runs import RunKey
+
+    grid = load_params(params_path)["profiles"][profile]
+    lines = []
+    for task in DRILL_TASKS:
+        lrs, rhos = sorted(grid[task]["grid"]["lr"]), sorted(r for r in grid[task]["grid"]["rho"] if r > 0)
+        key = RunKey(task, lrs[len(lrs) // 2], rhos[0])
+        lines.append(f"{task} {fmt_value(key.lr)} {fmt_value(key.rho)} {key.name}")
+    return lines
+
+
+def first_difference(a: Any, b: Any) -> str | None:
+    """Where two metrics tables first differ (shape, column, or step and value), or None."""
+    if list(a.columns) != list(b.columns) or len(a) != len(b):
+        return f"shape {a.shape} vs {b.shape}"
+    for column in a.columns:
+        differs = ~((a[column] == b[column]) | (a[column].isna() & b[column].isna()))
+        if differs.any():
+            row = differs.idxmax()
+            return f"{column} at step {a['step'].iloc[row]}: {a[column].iloc[row]!r} vs {b[column].iloc[row]!r}"
+    return None
+
+
+def same_metrics(label: str, runs: list[Path]) -> str:
+    """One markdown row: whether the runs' metrics.csv are bit-identical, timing columns aside
+    (pandas reads back the exact floats it wrote), and how often each run resumed."""
+    import json
+
+    import pandas as pd
+
+    missing = [str(run) for run in runs if not (run / "metrics.csv").is_file()]
+    if missing:
+        return f"| {label} | {len(runs)} | - | FAIL: no metrics.csv in {', '.join(missing)} |"
+    frames = [pd.read_csv(run / "metrics.csv").drop(columns=TIMING_COLUMNS) for run in runs]
+    resumes = "/".join(str(json.loads((run / "run.json").read_text()).get("resumes", "-")) for run in runs)
+    found = [d for d in (first_difference(frames[0], other) for other in frames[1:]) if d]
+    verdict = f"DIFFERS: {found[0]}" if found else f"bit-identical ({len(frames[0])} rows)"
+    return f"| {label} | {len(runs)} | {resumes} | {verdict} |"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=REPO / "data", help="prepared data (samedge fetch)")
@@ -206,7 +252,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="print only the paper's claims as read off this table (no GPU needed)")
     parser.add_argument("--packing", nargs=2, metavar=("RESULTS_DIR", "WALL_SECONDS"),
                         help="print only how the training jobs of a pipeline run overlapped (no GPU needed)")
+    parser.add_argument("--drill-runs", metavar="PROFILE",
+                        help="print the jobs gpu_check.sh's drills repeat (task lr rho run), one a line")
+    parser.add_argument("--same-metrics", nargs="+", metavar=("LABEL", "RUN_DIR"),
+                        help="print one table row: are these runs' metrics bit-identical (timing aside)?")
     args = parser.parse_args(argv)
+    if args.drill_runs:
+        print("\n".join(drill_runs(REPO / "params.yaml", args.drill_runs)))
+        return 0
+    if args.same_metrics:
+        print(same_metrics(args.same_metrics[0], [Path(p) for p in args.same_metrics[1:]]))
+        return 0
     if args.claims:
         print(claims(args.claims), end="")
         return 0

@@ -82,7 +82,7 @@ def preempt_at_second_measurement(trainer, batch, grads, row):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_a_preempted_run_resumes_to_identical_metrics_on_each_device(device, tmp_path, repo_root):
+def test_a_preempted_run_resumes_to_identical_metrics_on_each_device(device, tmp_path, repo_root, global_flags):
     """The checkpoint round trip of the device's tensors: model, tracker basis, both generators."""
     train.configure_device(torch.device(device))
     train.run(teacher_spec(tmp_path / "reference", repo_root, device))
