@@ -45,7 +45,7 @@ def csv_differences(host: Path, container: Path) -> list[str]:
         if differs.any():
             row = int(differs.idxmax())
             lines.append(f"column {column} differs in {int(differs.sum())} of {len(a)} rows "
-                         f"(first row {row}: {a[column][row]!r} vs {b[column][row]!r})")
+                         f"(first row {row}: {a[column][row]} vs {b[column][row]})")
     return lines
 
 

@@ -9,5 +9,5 @@ runs() { command -v "$1" > /dev/null && "$1" info > /dev/null 2>&1; }
 if runs podman; then echo podman; exit 0; fi
 if runs docker; then echo docker; exit 0; fi
 if "$(dirname "$0")/install-podman.sh" && runs podman; then echo podman; exit 0; fi
-echo "no container engine: neither podman nor docker runs here, and podman could not be installed" >&2
+echo "no container engine: neither podman nor docker runs here, and podman cannot be installed (needs root and apt-get)" >&2
 exit 1
