@@ -3,9 +3,9 @@
 # when the official one cannot be pulled), checks its entry point and self-test, runs the smoke
 # DAG twice in fresh copies of the repository, on the host and with every job in the image
 # (Snakemake --use-singularity through containers/apptainer-on-engine), and compares every result
-# file (containers/compare_results.py, timing aside). Host Python settings pointing at a module
-# that breaks torch are set on purpose for the container run: they must change nothing. One line
-# per difference; exit 1 on any. Without podman or docker: one line, exit 0.
+# file (containers/compare_results.py, timing aside). Host Python settings that would stop every
+# job are set on purpose for the container run: they must change nothing. Every output must belong
+# to the caller. One line per difference; exit 1 on any. Without podman or docker: one line, exit 0.
 # The workspaces are left under $TMPDIR for inspection only when the check fails.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -53,9 +53,22 @@ say "smoke DAG on the host: $(elapsed "$start")"
 ws=$work/container
 workspace "$ws"
 echo "stands for the $engine image $image (make container-check)" > "$ws/containers/samedge.sif"
-mkdir -p "$ws/.host-python/torch" "$ws/.host-python/venv/bin"  # the host settings set on purpose
-echo 'raise ImportError("the host PYTHONPATH reached the container")' > "$ws/.host-python/torch/__init__.py"
+# Host Python settings, set on purpose: a PYTHONPATH whose sitecustomize stops every Python that
+# starts in a container (APPTAINER_CONTAINER set) and a VIRTUAL_ENV. They must change nothing.
+mkdir -p "$ws/.host-python/venv"
+cat > "$ws/.host-python/sitecustomize.py" << 'PY'
+import os, sys
+if os.environ.get("APPTAINER_CONTAINER"):
+    sys.stderr.write("the host PYTHONPATH reached the container\n")
+    os._exit(97)
+PY
 leak=(PYTHONPATH="$ws/.host-python" VIRTUAL_ENV="$ws/.host-python/venv")
+# The probe bites where nothing drops the setting (the entry point bypassed) ...
+bitten=0
+"$engine" run --rm --entrypoint python3 -v "$ws:$ws" -e APPTAINER_CONTAINER=1 -e "${leak[0]}" \
+  "$image" -c pass 2> /dev/null || bitten=$?
+[ "$bitten" -eq 97 ] || { say "the PYTHONPATH probe did not stop Python in the image (exit $bitten)"; exit 1; }
+# ... and the image drops it, and VIRTUAL_ENV, for a job as Snakemake starts it.
 shim=("PATH=$repo/containers/apptainer-on-engine:$PATH" SAMEDGE_ENGINE="$engine" SAMEDGE_ENGINE_IMAGE="$image")
 seen=$(cd "$ws" && env "${shim[@]}" "${leak[@]}" apptainer exec --home "$ws" containers/samedge.sif \
   python3 -c 'import os; print(os.environ.get("PYTHONPATH"), os.environ.get("VIRTUAL_ENV"))')
