@@ -6,8 +6,9 @@ timing aside. Prints one line per difference and exits 1 on any.
   columns (*_seconds): how long something took depends on the machine, not on what it computed.
 - Records (.json): every value equal, except timing (*_seconds) and `versions`, the record of the
   software that ran (the image's Python is not the host's, by design).
-- Figures and the report (.png, .pdf, .svg, .html) draw training time or embed the date: present
-  in both; their numbers are the tables'.
+- Figures and the report (.png, .pdf, .svg, .html) draw training time or embed the date, and
+  Snakemake's benchmark tables (results/benchmarks/) hold only each job's time and memory:
+  present in both; the figures' numbers are the tables'.
 - Everything else (arrays, raw data, text): byte for byte.
 
 Usage: python compare_results.py HOST_WORKSPACE CONTAINER_WORKSPACE"""
@@ -22,6 +23,7 @@ import pandas as pd
 
 ROOTS = ("results", "data")
 PRESENCE_ONLY = {".png", ".pdf", ".svg", ".html"}
+MEASUREMENTS = "results/benchmarks/"  # Snakemake's `benchmark:` files: seconds, memory, I/O
 NOT_RESULTS = {".snakemake_timestamp"}  # Snakemake's own bookkeeping
 SET_ASIDE_KEYS = {"versions"}
 
@@ -70,9 +72,9 @@ def json_differences(host: Path, container: Path) -> list[str]:
             for key in sorted(a.keys() | b.keys()) if not same(a.get(key, KeyError), b.get(key, KeyError))]
 
 
-def file_differences(host: Path, container: Path) -> list[str]:
+def file_differences(rel: str, host: Path, container: Path) -> list[str]:
     suffix = host.suffix.lower()
-    if suffix in PRESENCE_ONLY:
+    if suffix in PRESENCE_ONLY or rel.startswith(MEASUREMENTS):
         return []
     if suffix == ".csv":
         return csv_differences(host, container)
@@ -87,7 +89,7 @@ def differences(host: Path, container: Path) -> list[str]:
     lines = [f"{rel}: only in the host's run" for rel in sorted(a - b)]
     lines += [f"{rel}: only in the container's run" for rel in sorted(b - a)]
     lines += [f"{rel}: {line}" for rel in sorted(a & b)
-              for line in file_differences(host / rel, container / rel)]
+              for line in file_differences(rel, host / rel, container / rel)]
     return lines
 
 
