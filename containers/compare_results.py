@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -72,13 +73,20 @@ def json_differences(host: Path, container: Path) -> list[str]:
             for key in sorted(a.keys() | b.keys()) if not same(a.get(key, KeyError), b.get(key, KeyError))]
 
 
-def file_differences(rel: str, host: Path, container: Path) -> list[str]:
-    suffix = host.suffix.lower()
+def how_compared(rel: str) -> str:
+    suffix = Path(rel).suffix.lower()
     if suffix in PRESENCE_ONLY or rel.startswith(MEASUREMENTS):
+        return "by presence"
+    return {".csv": "tables", ".json": "records"}.get(suffix, "byte for byte")
+
+
+def file_differences(rel: str, host: Path, container: Path) -> list[str]:
+    kind = how_compared(rel)
+    if kind == "by presence":
         return []
-    if suffix == ".csv":
+    if kind == "tables":
         return csv_differences(host, container)
-    if suffix == ".json":
+    if kind == "records":
         return json_differences(host, container)
     return [] if host.read_bytes() == container.read_bytes() else ["bytes differ"]
 
@@ -97,6 +105,9 @@ def main(argv: list[str]) -> int:
     host, container = map(Path, argv)
     found = differences(host, container)
     print("\n".join(found), end="\n" if found else "")
+    kinds = Counter(how_compared(rel) for rel in result_files(host))
+    print(f"compared {sum(kinds.values())} result files: "
+          + ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())), file=sys.stderr)
     return 1 if found else 0
 
 

@@ -30,7 +30,7 @@ trap '"$engine" rm -f "$work" > /dev/null 2>&1 || true' EXIT  # also after a fai
     /opt/conda/bin/pip install --quiet torch==$torch torchvision==$torchvision"
 "$engine" commit \
   --change 'ENV PATH=/opt/conda/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-  --change "LABEL samedge.stand-in-base=true samedge.stand-in-for=$base" \
+  --change "LABEL samedge.stand-in-base=true" --change "LABEL samedge.stand-in-for=$base" \
   --change 'LABEL org.opencontainers.image.description="STAND-IN base: Debian bookworm + torch from the package index, not the official PyTorch image"' \
   "$work" "$base" > /dev/null
 "$engine" rm "$work" > /dev/null
