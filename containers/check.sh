@@ -28,7 +28,7 @@ read -r engine image <<< "$(tail -n 1 <<< "$build")"
 say "image $image built by $engine in $(elapsed "$start") (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 
 # Entry point and self-test, as a user calls them.
-"$engine" run --rm "$image" samedge-self-test >&2
+"$engine" run --rm "$image" samedge-self-test >&2 || { say "the image's self-test failed"; exit 1; }
 "$engine" run --rm "$image" train --help > /dev/null || { say "\`$engine run $image train --help\` failed"; exit 1; }
 
 workspace() {  # a fresh copy of the repository's files (tracked, and untracked but not ignored)
