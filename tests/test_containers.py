@@ -179,7 +179,7 @@ def test_self_test_prints_torch_cuda_and_the_cli(torch_pin):
 def without_engines(tmp_path: Path) -> str:
     """A newcomer's PATH in which apptainer, podman, docker and apt-get do not exist."""
     folder = tmp_path / "bin-without-engines"
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     for directory in map(Path, newcomer_env()["PATH"].split(os.pathsep)):
         for tool in directory.iterdir():
             if tool.name not in ENGINES and not (folder / tool.name).exists():
