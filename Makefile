@@ -11,7 +11,7 @@ IMAGE   := containers/samedge.sif
 CONFIG  := $(if $(PROFILE),--config profile=$(PROFILE))
 PLOTS_TEMPLATE := .dvc/plots/offline.html
 
-.PHONY: install pipeline report unlock test bench container
+.PHONY: install pipeline report unlock test bench container container-check
 install: $(VENV)/.installed $(PLOTS_TEMPLATE)
 
 $(VENV)/.installed: pyproject.toml requirements/lock.txt
@@ -42,11 +42,23 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/run.py
 
-# The Apptainer image every job runs in under `snakemake --use-singularity`; written under a
-# temporary name and renamed, so a failed build leaves no half image behind.
-container: $(IMAGE)
+# --- Containers (README: "In the container") ---
+# `make container`: with Apptainer, containers/samedge.sif from containers/samedge.def; otherwise
+# the image samedge:VERSION from containers/Dockerfile with podman or docker (containers/build.sh,
+# which installs podman where it can). BASE_IMAGE=... builds on another base (default: the recipes').
+# `make container-check`: the smoke DAG on the host and in the image, every result compared.
+BASE_IMAGE ?=
+export BASE_IMAGE
+container:
+	@if command -v apptainer > /dev/null; then \
+	  echo "make container: Apptainer builds $(IMAGE) from containers/samedge.def" >&2; \
+	  $(MAKE) --no-print-directory $(IMAGE); \
+	else containers/build.sh > /dev/null; fi
 
-$(IMAGE): containers/samedge.def pyproject.toml requirements/lock.txt $(shell find src/samedge -type f -not -path '*/__pycache__/*')
-	$(if $(shell command -v apptainer),,$(error make container: no `apptainer` on PATH; install Apptainer >= 1.0, or build the same image with Docker (docker build -f containers/Dockerfile -t samedge:0.1.0 .)))
-	apptainer build --force $(IMAGE:.sif=.tmp.sif) containers/samedge.def || { rm -f $(IMAGE:.sif=.tmp.sif); exit 1; }
+container-check: install
+	containers/check.sh
+
+# Written under a temporary name and renamed, so a failed build leaves no half image behind.
+$(IMAGE): containers/samedge.def containers/entrypoint.sh containers/self-test.sh pyproject.toml requirements/lock.txt $(shell find src/samedge -type f -not -path '*/__pycache__/*')
+	apptainer build --force $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) $(IMAGE:.sif=.tmp.sif) containers/samedge.def || { rm -f $(IMAGE:.sif=.tmp.sif); exit 1; }
 	mv $(IMAGE:.sif=.tmp.sif) $@
