@@ -117,6 +117,17 @@ def build(block: SettingsBlock | None, lr: float, rho: float = 0.0) -> Optimizer
     return cls(lr, rho, {k: v for k, v in full.items() if k != "name"})
 
 
+def from_torch(opt: Any) -> Optimizer:
+    """The samedge view of a torch.optim optimizer of a user's loop (reading its state), for the
+    built-in optimizers that offer one (adam, rmsprop); ValueError otherwise."""
+    for name in optimizer_names():
+        cls = get_optimizer(name)
+        if type(opt) is getattr(cls, "torch_class", None):
+            return cls.from_torch(opt)
+    raise ValueError(f"optimizer: a {type(opt).__name__} has no samedge view; pass "
+                     "samedge.optimizers.build({...}, lr) instead")
+
+
 def label(block: SettingsBlock | None) -> str:
     """The run-folder suffix of an optimizer: '' for sam (the paper's runs keep their names), else
     its name and its settings that differ from their defaults, e.g. 'momentum+nesterov=true'."""
@@ -182,5 +193,5 @@ def _optimizer_of(module: ModuleType, name: str, spec: str) -> type[Optimizer]:
     return cls
 
 
-__all__ = ["BUILTIN", "DEFAULT", "Optimizer", "OptimizerError", "build", "complete", "get_optimizer",
+__all__ = ["BUILTIN", "DEFAULT", "Optimizer", "OptimizerError", "build", "complete", "from_torch", "get_optimizer",
            "label", "module_file", "optimizer_names", "parse_label", "register_user_optimizers"]

@@ -22,6 +22,7 @@ EPS = {"type": "number", "exclusiveMinimum": 0, "default": 1e-8, "description": 
 
 class Adam(TorchBacked):
     name = "adam"
+    torch_class = torch.optim.Adam  # the class from_torch reads
     schema = {
         "type": "object", "additionalProperties": False,
         "properties": {"beta1": {**UNIT_INTERVAL, "default": 0.9}, "beta2": {**UNIT_INTERVAL, "default": 0.999},

@@ -47,6 +47,10 @@ class Optimizer(ABC):
         """The step's gradient(s) at the iterate; `sam_grad` is the one the update uses."""
         return sam_gradient_tensors(model, loss_fn, batch, 0.0)
 
+    def graphed(self, model: nn.Module, loss_fn: Any, batch: Any) -> Any | None:
+        """`gradients` captured as a CUDA graph (a callable batch -> SamTensors), or None if not offered."""
+        return None
+
     @abstractmethod
     def update(self, model: nn.Module, grads: SamTensors) -> None:
         """w_t -> w_{t+1} from what `gradients` computed at w_t."""
@@ -78,7 +82,10 @@ def set_grads(model: nn.Module, direction: Tensor) -> list[nn.Parameter]:
 
 
 class TorchBacked(Optimizer):
-    """An optimizer whose update is a torch.optim optimizer's step on the gradient at w_t."""
+    """An optimizer whose update is a torch.optim optimizer's step on the gradient at w_t.
+    torch_class: the torch.optim class a user's loop may hand to EdgeMonitor (read by from_torch)."""
+
+    torch_class: ClassVar[type | None] = None
 
     def __init__(self, lr: float, rho: float = 0.0, settings: dict[str, Any] | None = None) -> None:
         super().__init__(lr, rho, settings)

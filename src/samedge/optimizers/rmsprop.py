@@ -16,6 +16,7 @@ from samedge.sam import SamTensors
 
 class RMSprop(TorchBacked):
     name = "rmsprop"
+    torch_class = torch.optim.RMSprop  # the class from_torch reads
     schema = {
         "type": "object", "additionalProperties": False,
         "properties": {"alpha": {**UNIT_INTERVAL, "default": 0.99, "description": "torch's smoothing constant"},

@@ -10,7 +10,7 @@ from torch import nn
 
 from samedge.edge import sam_edge
 from samedge.optimizers.base import Optimizer
-from samedge.sam import SamTensors, apply_update, sam_gradient_tensors
+from samedge.sam import GraphedSamGradient, SamTensors, apply_update, sam_gradient_tensors
 
 
 class Sam(Optimizer):
@@ -20,6 +20,9 @@ class Sam(Optimizer):
 
     def gradients(self, model: nn.Module, loss_fn, batch) -> SamTensors:
         return sam_gradient_tensors(model, loss_fn, batch, self.rho)
+
+    def graphed(self, model: nn.Module, loss_fn, batch) -> GraphedSamGradient:
+        return GraphedSamGradient(model, loss_fn, batch, self.rho)
 
     def update(self, model: nn.Module, grads: SamTensors) -> None:
         apply_update(model, grads.sam_grad, self.lr)
