@@ -12,8 +12,8 @@ from samedge.cli import main
 from tests.test_train import TIMING, _interrupt_after_first_checkpoint, read_run
 
 
-def train_args(task, out, data_dir, repo_root, lr, rho, extra=()):
-    """A run of the `example` profile's teacher task (data_dir unused: it makes its data)."""
+def train_args(out, repo_root, lr, rho, extra=()):
+    """A run of the `example` profile's teacher task."""
     return ["train", "--task", "teacher", "--lr", str(lr), "--rho", str(rho), "--profile", "example",
             "--params", str(repo_root / "params.yaml"), "--device", "cpu", "--threads", "1", "--out", str(out), *extra]
 
@@ -34,9 +34,9 @@ CASES = {  # name: (lr, rho, extra arguments)
 def test_a_killed_run_of_each_optimizer_resumes_to_identical_metrics(case, tmp_path, repo_root):
     lr, rho, extra = CASES[case]
     reference = tmp_path / "reference"
-    assert main(train_args("teacher", reference, None, repo_root, lr=lr, rho=rho, extra=[*extra, *STEPS])) == 0
+    assert main(train_args(reference, repo_root, lr=lr, rho=rho, extra=[*extra, *STEPS])) == 0
     out = tmp_path / "killed"
-    args = train_args("teacher", out, None, repo_root, lr=lr, rho=rho, extra=[*extra, *STEPS])
+    args = train_args(out, repo_root, lr=lr, rho=rho, extra=[*extra, *STEPS])
     assert _interrupt_after_first_checkpoint(args, out, signal.SIGKILL) == -signal.SIGKILL
     assert not (out / "metrics.csv").exists(), "the run finished before it could be killed"
     assert main(args) == 0
@@ -49,7 +49,7 @@ def test_a_killed_run_of_each_optimizer_resumes_to_identical_metrics(case, tmp_p
 
 def test_momentum_edge_column_and_sam_columns_kept(tmp_path, repo_root):
     out = tmp_path / "run"
-    assert main(train_args("teacher", out, None, repo_root, lr=0.1, rho=0.0,
+    assert main(train_args(out, repo_root, lr=0.1, rho=0.0,
                            extra=["--optimizer", "momentum", "--set", "optimizer.beta=0.5",
                                   "--set", "train.max_steps=40"])) == 0
     metrics, record = read_run(out)
@@ -68,7 +68,7 @@ def test_momentum_edge_column_and_sam_columns_kept(tmp_path, repo_root):
 ])
 def test_bad_optimizer_settings_are_one_line_exit_2_before_any_output(extra, message, tmp_path, repo_root, capsys):
     out = tmp_path / "run"
-    args = train_args("teacher", out, None, repo_root, lr=0.1, rho=0.0)
+    args = train_args(out, repo_root, lr=0.1, rho=0.0)
     assert main([*args, *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err

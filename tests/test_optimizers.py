@@ -164,3 +164,26 @@ def test_labels_round_trip_and_keep_sam_names():
         text = optimizers.label(block)
         assert optimizers.complete(optimizers.parse_label(text)) == optimizers.complete(block)
     assert optimizers.label({"name": "adam", "eps": 1e-6}) == "adam+eps=1e-06"
+
+
+def test_a_users_optimizer_is_one_file_named_in_params(tmp_path, repo_root):
+    """examples/ema_momentum.py, registered as params.yaml registers it: built, labelled, and
+    stable at 0.99 of its edge, unstable at 1.01, like the built-in ones."""
+    optimizers.register_user_optimizers({"optimizers": {"ema": {"module": "examples/ema_momentum.py"}}}, repo_root)
+    assert optimizers.label({"name": "ema", "beta": 0.5}) == "ema+beta=0.5"
+    gen = torch.Generator().manual_seed(0)
+    for factor, stable in ((0.99, True), (1.01, False)):
+        opt = optimizers.build({"name": "ema", "beta": 0.5}, LR)
+        model = _quadratic([1.0, 0.3], factor * opt.edge(0.0), torch.ones(2, dtype=torch.float64), gen)
+        opt.bind(model)
+        start = float(model.w.detach().norm())
+        for _ in range(STEPS):
+            opt.update(model, opt.gradients(model, value_loss, DUMMY_BATCH))
+        assert (float(model.w.detach().norm()) / start < 1.0) == stable
+    with pytest.raises(optimizers.OptimizerError, match="a built-in optimizer has this name"):
+        optimizers.register_user_optimizers({"optimizers": {"adam": {"module": "examples/ema_momentum.py"}}})
+    bad = tmp_path / "bad.py"
+    bad.write_text("OPTIMIZER = 3\n")
+    optimizers.register_user_optimizers({"optimizers": {"bad": {"module": str(bad)}}})
+    with pytest.raises(optimizers.OptimizerError, match="defines no OPTIMIZER"):
+        optimizers.get_optimizer("bad")

@@ -19,8 +19,6 @@ and the training loop, the monitor and the edge columns ask that object.
 from __future__ import annotations
 
 import copy
-import importlib
-import importlib.util
 import math
 import os
 import sys
@@ -32,6 +30,7 @@ import jsonschema
 
 from samedge.errors import ConfigError
 from samedge.optimizers.base import Optimizer, SettingsBlock
+from samedge.registry import import_spec, resolve_spec
 
 BUILTIN: dict[str, str] = {
     "sam": "samedge.optimizers.sam",
@@ -56,9 +55,7 @@ def register_user_optimizers(params: dict, base_dir: str | os.PathLike = ".") ->
     for name, entry in (params.get("optimizers") or {}).items():
         if name in BUILTIN:
             raise OptimizerError(f"optimizers.{name}: a built-in optimizer has this name; choose another")
-        spec = entry["module"]
-        if spec.endswith(".py") and not Path(spec).is_absolute():
-            spec = str((Path(base_dir) / spec).resolve())
+        spec = resolve_spec(entry["module"], base_dir)
         if _user_modules.get(name, spec) != spec:
             _loaded.pop(name, None)
         _user_modules[name] = spec
@@ -162,21 +159,7 @@ def _fmt(value: Any) -> str:
 
 
 def _import(spec: str) -> ModuleType:
-    if spec in BUILTIN.values():  # an import error here is a bug in samedge, not bad input
-        return importlib.import_module(spec)
-    try:
-        if not spec.endswith(".py"):
-            return importlib.import_module(spec)
-        module_name = f"samedge_user_optimizer_{Path(spec).stem}"
-        found = importlib.util.spec_from_file_location(module_name, spec)
-        if found is None or found.loader is None or not Path(spec).is_file():
-            raise FileNotFoundError(spec)
-        module = importlib.util.module_from_spec(found)
-        sys.modules[module_name] = module
-        found.loader.exec_module(module)
-        return module
-    except (ImportError, FileNotFoundError) as exc:
-        raise OptimizerError(f"optimizer module {spec}: cannot import it ({type(exc).__name__}: {exc})") from exc
+    return import_spec(spec, BUILTIN.values(), "samedge_user_optimizer_", OptimizerError, "optimizer")
 
 
 def _optimizer_of(module: ModuleType, name: str, spec: str) -> type[Optimizer]:

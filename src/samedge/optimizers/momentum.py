@@ -3,9 +3,9 @@
 
 Edge (Cohen et al. 2021, appendix): on a quadratic, each eigendirection follows
 x' = (1 + beta - eta lambda) x - beta x_prev, whose roots stay in the unit disc while
-eta lambda < 2 + 2 beta: edge (2 + 2 beta)/eta. Nesterov's recursion
-x' = (1 + beta)(1 - eta lambda) x - beta (1 - eta lambda) x_prev crosses -1 at
-eta lambda (1 + 2 beta) = 2 + 2 beta: edge (2 + 2 beta)/((1 + 2 beta) eta).
+eta lambda < 2 + 2 beta: edge (2 + 2 beta)/eta. Nesterov's recursion per eigendirection,
+(x, b) -> ((1 - eta lambda (1 + beta)) x - eta beta^2 b, lambda x + beta b), has an eigenvalue -1
+when eta lambda (1 + 2 beta) = 2 + 2 beta: edge (2 + 2 beta)/((1 + 2 beta) eta).
 """
 from __future__ import annotations
 
