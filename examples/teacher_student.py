@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from samedge.batches import FullBatch
+from samedge.batches import FullBatch, Minibatches, example_batches
 from samedge.tasks import Task
 
 IN, OUT = 16, 4  # input and output sizes of teacher and student
@@ -45,10 +45,10 @@ def mse(outputs: Tensor, targets: Tensor) -> Tensor:
     return (outputs - targets).pow(2).mean()
 
 
-def batches(cfg: dict, data_dir: Path, device: torch.device) -> FullBatch:
-    """Full-batch GD/SAM on the generated set (data_dir is unused: nothing to fetch)."""
+def batches(cfg: dict, data_dir: Path, device: torch.device) -> FullBatch | Minibatches:
+    """The generated set, full batch or minibatches as train.batch_size says (data_dir is unused: nothing to fetch)."""
     x, y = teacher_data(cfg["data"]["n_train"], cfg["data"]["seed"])
-    return FullBatch(x.to(device), y.to(device), cfg["train"]["chunk_size"])
+    return example_batches(x.to(device), y.to(device), cfg)
 
 
 TASK = Task(

@@ -31,16 +31,18 @@ def metrics_frame(lr: float, rho: float, n: int = 16, seed: int = 0, blow_up: bo
         "lambda_1": lam1, "lambda_2": 0.9 * lam1, "lambda_3": 0.8 * lam1 - 0.05 * edge,
         "gd_edge": gd_edge(lr) * np.ones(n), "sam_edge": edge,
         "align_grad": 0.3 * np.cos(step), "align_sam_grad": -0.6 + 0.1 * np.sin(step),
-        "hvp_count": np.full(n, 12), "test_loss": loss * 1.1,  # an extra column to be kept
+        "hvp_count": np.full(n, 12), "edge": edge, "sharpness": lam1,  # SAM's own edge: sam_edge, lambda_1
+        "test_loss": loss * 1.1,  # an extra column to be kept
     })
 
 
 def write_run(runs_dir: Path, task: str, lr: float, rho: float, seed: int | None = None,
-              metrics: pd.DataFrame | None = None, status: str = "completed", reason: str | None = None) -> Path:
+              metrics: pd.DataFrame | None = None, status: str = "completed", reason: str | None = None,
+              optimizer: str = "", batch: str = "") -> Path:
     """A run directory as `samedge train` writes it; seed None: the default seed 0, no suffix."""
     if metrics is None:
         metrics = metrics_frame(lr, rho, seed=seed or 0, blow_up=status == "diverged")
-    run_dir = runs_dir / task / run_name(lr, rho, seed)
+    run_dir = runs_dir / task / run_name(lr, rho, seed, optimizer, batch)
     run_dir.mkdir(parents=True, exist_ok=True)
     metrics.to_csv(run_dir / "metrics.csv", index=False)
     steps = int(metrics["step"].max()) + 1 if len(metrics) else 0
@@ -68,10 +70,10 @@ def write_grid(runs_dir: Path, tasks: tuple[str, ...] = tuple(GRID)) -> list[Run
             for rho in rhos:
                 key = RunKey(task, lr, rho)
                 if key[:3] == DIVERGED:
-                    write_run(runs_dir, *key, status="diverged", reason="loss 2e+04 above 1000")
+                    write_run(runs_dir, *key[:3], status="diverged", reason="loss 2e+04 above 1000")
                 elif key[:3] == EMPTY:
-                    write_run(runs_dir, *key, metrics=metrics_frame(lr, rho).iloc[:0])
+                    write_run(runs_dir, *key[:3], metrics=metrics_frame(lr, rho).iloc[:0])
                 else:
-                    write_run(runs_dir, *key)
+                    write_run(runs_dir, *key[:3])
                 keys.append(key)
     return keys

@@ -79,7 +79,8 @@ def test_tables(aggregated):
     runs = pd.read_csv(aggregated / "runs.csv")
     n_runs = sum(len(lrs) * len(rhos) for lrs, rhos in GRID.values())
     assert list(runs.columns) == list(agg.RUN_COLUMNS) and len(runs) == n_runs
-    assert list(metrics.columns[:4]) == ["task", "lr", "rho", "seed"]
+    assert list(metrics.columns[:6]) == ["task", "lr", "rho", "optimizer", "batch", "seed"]
+    assert set(metrics["optimizer"]) == {"sam"} and set(metrics["batch"]) == {"default"}
     assert set(agg.METRIC_COLUMNS) | {"test_loss"} <= set(metrics.columns)  # extras kept
     assert len(metrics) == 16 * (n_runs - 1)  # the empty run adds no rows
     assert list(dict.fromkeys(runs["task"])) == ["mnist", "cifar10", "shakespeare"]
@@ -114,7 +115,7 @@ def test_edge_agreement_json_for_dvc(aggregated):
 def test_params_select_the_profile_grid(tmp_path):
     keys = grid(load_params(PARAMS), "smoke")
     for key in keys:
-        write_run(tmp_path / "runs", *key)
+        write_run(tmp_path / "runs", *key[:3])
     write_run(tmp_path / "runs", "mnist", 5.0, 0.0)  # stale: from another profile
     run_cli("--runs-dir", tmp_path / "runs", "--out-dir", tmp_path, "--params", PARAMS, "--profile", "smoke")
     runs = pd.read_csv(tmp_path / "runs.csv")
@@ -122,7 +123,7 @@ def test_params_select_the_profile_grid(tmp_path):
 
 
 def test_missing_run_is_named(tmp_path):
-    task, lr, rho = grid(load_params(PARAMS), "smoke")[0]
+    task, lr, rho = grid(load_params(PARAMS), "smoke")[0][:3]
     with pytest.raises(ConfigError, match=rf"{task}/lr{lr}_rho0/run.json"):
         agg.aggregate(tmp_path / "runs", tmp_path, PARAMS, "smoke")
 
@@ -185,7 +186,8 @@ def test_several_seeds_of_a_grid_point(tmp_path):
     assert agreement.loc[0.01, "n_seeds_diverged"] == 2
     assert agreement.loc[0.01, "diverged_at"] == "seed 0: step 151; seed 4: step 151"
     metrics = pd.read_csv(tmp_path / "metrics.csv")
-    assert list(metrics.columns[:4]) == ["task", "lr", "rho", "seed"] and set(metrics["seed"]) == {0, 1, 4}
+    assert list(metrics.columns[:6]) == ["task", "lr", "rho", "optimizer", "batch", "seed"]
+    assert set(metrics["optimizer"]) == {"sam"} and set(metrics["batch"]) == {"default"} and set(metrics["seed"]) == {0, 1, 4}
 
 
 def test_no_runs_and_profile_without_params(tmp_path):
@@ -193,3 +195,25 @@ def test_no_runs_and_profile_without_params(tmp_path):
         run_cli("--runs-dir", tmp_path, "--out-dir", tmp_path)
     with pytest.raises(ConfigError, match="--profile needs --params"):
         run_cli("--runs-dir", tmp_path, "--out-dir", tmp_path, "--profile", "smoke")
+
+
+def test_other_optimizers_and_batch_sizes_are_columns_with_their_own_edge(tmp_path):
+    """A momentum run (its edge 3.8/eta, not 2/eta) and a minibatch SAM run beside a GD run: each is
+    a grid point of its own, sharpness / edge is read against the run's own edge, and the
+    summary keeps the paper's numbers to the paper's runs."""
+    runs_dir = tmp_path / "runs"
+    write_run(runs_dir, "teacher", 0.5, 0.0)
+    momentum = metrics_frame(0.5, 0.0)
+    momentum["edge"] = 3.8 / 0.5
+    momentum["sharpness"] = momentum["lambda_1"] = 1.9 * momentum["lambda_1"]  # at 3.8/eta, past 2/eta
+    write_run(runs_dir, "teacher", 0.5, 0.0, metrics=momentum, optimizer="momentum")
+    write_run(runs_dir, "teacher", 0.5, 0.0, batch="16")
+    agg.aggregate(runs_dir, tmp_path)
+    table = pd.read_csv(tmp_path / "edge_agreement.csv", keep_default_na=False)
+    assert [tuple(r) for r in table[["optimizer", "batch"]].itertuples(index=False)] == [
+        ("sam", "default"), ("sam", "16"), ("momentum", "default")]
+    assert table["edge_ratio_median"].between(0.9, 1.1).all()
+    assert table.loc[table["optimizer"] == "momentum", "gd_ratio_median"].item() > 1.5  # far past 2/eta
+    summary = json.loads((tmp_path / "edge_agreement.json").read_text())["teacher"]
+    assert summary["runs"] == 3 and 0.9 <= summary["gd_ratio_median"] <= 1.1
+    assert 0.9 <= summary["edge_ratio_median[momentum batch=default]"] <= 1.1

@@ -189,3 +189,28 @@ def test_figures_show_the_first_seed_that_did_not_diverge(tmp_path):
                                loaded.metrics.query("seed == 3")["lambda_1"])
     assert "η = 0.01, ρ = 0: seed 3 shown; seed 0: loss nan at step 13" in figures.footnote(fig)
     assert figures.completed_runs(loaded) == [RunKey("cifar10", 0.01, 0.0, 3)]
+
+
+def test_optimizer_figures_one_per_optimizer_and_one_per_task(tmp_path):
+    """Beyond the paper: a momentum run and a minibatch SAM run beside the paper's runs get a figure
+    per optimizer (a panel per run) and one per task side by side; the paper's figures leave them out."""
+    from samedge import beyond_figures
+    from samedge.figure_specs import optimizer_figure_files, side_by_side_figure_files
+    from tests.synthetic import metrics_frame
+
+    runs_dir = tmp_path / "runs"
+    write_run(runs_dir, "mnist", 0.3, 0.0)
+    write_run(runs_dir, "mnist", 0.3, 0.1, batch="64")
+    momentum = metrics_frame(0.3, 0.0)
+    momentum["edge"] = 3.8 / 0.3
+    write_run(runs_dir, "mnist", 0.3, 0.0, metrics=momentum, optimizer="momentum")
+    aggregate(runs_dir, tmp_path)
+    assert run_cli("optimizers", "--results", str(tmp_path), "--out", str(tmp_path / "figures")) == 0
+    for files in (optimizer_figure_files("sam", tmp_path / "figures"), optimizer_figure_files("momentum", tmp_path / "figures"),
+                  side_by_side_figure_files("mnist", tmp_path / "figures")):
+        assert is_pdf_and_png(*files)
+    metrics, runs = beyond_figures.load(tmp_path)
+    assert len([ax for ax in beyond_figures.optimizer_figure(metrics, runs, "sam").axes if ax.get_visible()]) == 2
+    side = beyond_figures.side_by_side_figure(metrics, runs, "mnist")
+    assert [ax.get_title() for ax in side.axes if ax.get_visible()] == ["sam", "momentum"]
+    assert len(figures.Results.load(tmp_path).runs) == 1  # the paper's figures: the GD run only

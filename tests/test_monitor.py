@@ -11,6 +11,7 @@ import torch
 
 from samedge.aggregate import aggregate
 from samedge.cli import main
+from samedge import optimizers
 from samedge.monitor import EdgeMonitor
 from samedge.runs import METRIC_COLUMNS, RunKey, read_run
 from samedge.sam import sam_step
@@ -25,20 +26,27 @@ def teacher_task():
     register_user_tasks({"tasks": {"teacher": {"module": "examples/teacher_student.py"}}}, REPO)
 
 
-def test_own_loop_rows_equal_the_pipeline_rows(tmp_path):
-    """The same run through `samedge train` and through a hand-written SAM loop with the monitor."""
+def _trained(tmp_path: Path, *args: str) -> pd.DataFrame:
+    """metrics.csv of a `samedge train` run of the example profile's teacher task."""
     out = tmp_path / "trained"
-    args = ["train", "--task", "teacher", "--lr", "1.0", "--rho", "0.05", "--profile", "example",
-            "--params", str(REPO / "params.yaml"), "--device", "cpu", "--threads", "1", "--out", str(out),
-            "--set", "train.max_steps=61"]
-    assert main(args) == 0
-    trained = pd.read_csv(out / "metrics.csv")
+    assert main(["train", "--task", "teacher", "--profile", "example", "--params", str(REPO / "params.yaml"),
+                 "--device", "cpu", "--threads", "1", "--out", str(out), *args]) == 0
+    return pd.read_csv(out / "metrics.csv")
 
+
+def _teacher(tmp_path: Path):
+    """The teacher task, its model as `samedge train` initialises it, and its full batch."""
     task = get_task("teacher")
-    cfg = {"data": {"n_train": 256, "seed": 1}, "train": {"chunk_size": None}, "seed": 0}
+    cfg = {"data": {"n_train": 256, "seed": 1}, "train": {"chunk_size": None, "batch_size": None}, "seed": 0}
     torch.manual_seed(0)
     model = task.build_model({"width": 32, "depth": 2})
-    data = task.batches(cfg, tmp_path, torch.device("cpu")).batch(0)
+    return task, model, task.batches(cfg, tmp_path, torch.device("cpu")).batch(0)
+
+
+def test_own_loop_rows_equal_the_pipeline_rows(tmp_path):
+    """The same run through `samedge train` and through a hand-written SAM loop with the monitor."""
+    trained = _trained(tmp_path, "--lr", "1.0", "--rho", "0.05", "--set", "train.max_steps=61")
+    task, model, data = _teacher(tmp_path)
     monitor = EdgeMonitor(lr=1.0, rho=0.05, every=30, seed=0)
     for step in range(61):
         monitor.observe(step, model, task.loss, data)
@@ -46,6 +54,33 @@ def test_own_loop_rows_equal_the_pipeline_rows(tmp_path):
     own = monitor.frame()
     assert list(own.columns) == list(trained.columns) and own["step"].tolist() == [0, 30, 60]
     pd.testing.assert_frame_equal(own.drop(columns=TIMING), trained.drop(columns=TIMING), check_exact=True)
+
+
+@pytest.mark.parametrize("name,lr,make", [
+    ("adam", 0.01, lambda params, lr: torch.optim.Adam(params, lr=lr)),
+    ("rmsprop", 0.001, lambda params, lr: torch.optim.RMSprop(params, lr=lr)),
+    ("momentum", 0.2, lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9)),
+])
+def test_own_torch_optimizer_loop_rows_equal_the_pipeline_rows(tmp_path, name, lr, make):
+    """`samedge train --optimizer NAME` and a plain torch.optim loop with EdgeMonitor(optimizer=...)
+    write the same rows, edge and preconditioned sharpness included (Adam's read from its state)."""
+    trained = _trained(tmp_path, "--lr", str(lr), "--optimizer", name, "--set", "train.max_steps=21",
+                       "--set", "train.measure_every_steps=10")
+    task, model, data = _teacher(tmp_path)
+    x, y = data[0]
+    own = make(model.parameters(), lr)
+    view = own if name != "momentum" else optimizers.build({"name": "momentum"}, lr)
+    monitor = EdgeMonitor(optimizer=view, every=10, seed=0)
+    for step in range(21):
+        monitor.observe(step, model, task.loss, (x, y))
+        own.zero_grad()
+        task.loss(model(x), y).backward()
+        own.step()
+    mine = monitor.frame()
+    assert mine["edge"].iloc[0] == trained["edge"].iloc[0] == monitor.optimizer.edge(0.0)
+    if name != "momentum":
+        assert (mine["sharpness"] != mine["lambda_1"]).all()
+    pd.testing.assert_frame_equal(mine.drop(columns=TIMING), trained.drop(columns=TIMING), rtol=1e-5)
 
 
 def test_written_run_is_read_by_the_run_contract(tmp_path):
@@ -59,7 +94,7 @@ def test_written_run_is_read_by_the_run_contract(tmp_path):
     key = RunKey("mine", 0.5, 0.0)
     monitor.write(tmp_path / "runs" / key.task / key.name, task="mine")
     run = read_run(tmp_path / "runs", key)
-    assert run.record["steps"] == 12 and len(run.metrics) == 3 and list(run.metrics.columns[:12]) == METRIC_COLUMNS
+    assert run.record["steps"] == 12 and len(run.metrics) == 3 and list(run.metrics.columns[:len(METRIC_COLUMNS)]) == METRIC_COLUMNS
     aggregate(tmp_path / "runs", tmp_path)
     assert pd.read_csv(tmp_path / "runs.csv")["task"].tolist() == ["mine"]
 

@@ -87,7 +87,9 @@ def test_a_broken_task_module_is_one_line(tmp_path, capsys, module, message):
                                            .replace('name="teacher"', 'name="other"'))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["tasks"] = {"mine": {"module": module}}
-    params["profiles"]["example"] = {"mine": params["profiles"]["example"]["teacher"]}
+    teacher = params["profiles"]["example"]["teacher"]
+    params["profiles"] = {name: p for name, p in params["profiles"].items() if "teacher" not in p}
+    params["profiles"]["example"] = {"mine": teacher}
     args = ["train", "--task", "mine", "--lr", "1", "--rho", "0", "--profile", "example",
             "--params", str(write_params(tmp_path, params)), "--out", str(tmp_path / "run")]
     assert main(args) == 2

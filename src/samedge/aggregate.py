@@ -1,13 +1,17 @@
 """`samedge aggregate`: every run's metrics.csv and run.json into tidy tables and edge-agreement numbers.
 
 Outputs (in --out-dir):
-- metrics.csv: task, lr, rho, seed + every column of every run's metrics.csv (extra columns kept).
-- runs.csv: one row per run: task, lr, rho, seed, run (its directory), status, reason, steps,
-  wall_seconds, total_hvps.
-- edge_agreement.csv / .json: one row per grid point (task, lr, rho), for the run the figures show
-  (the first of its seeds that did not diverge, else its first seed): over the second half of its
-  measurements, the median and interquartile range of lambda_1/sam_edge and lambda_1/gd_edge and the
-  fraction within 10% of each edge; and how many of the point's seeds diverged, at which step.
+- metrics.csv: task, lr, rho, optimizer, batch, seed + every column of every run's metrics.csv
+  (extra columns kept). optimizer: the run's optimizer and its non-default settings
+  (samedge.optimizers.label; 'sam' for SAM and GD); batch: 'default' (the task's train.batch_size),
+  'full' or the batch size of the grid's batch_size axis.
+- runs.csv: one row per run: those keys, run (its directory), status, reason, steps, wall_seconds,
+  total_hvps.
+- edge_agreement.csv / .json: one row per grid point (task, lr, rho, optimizer, batch), for the
+  run the figures show (the first of its seeds that did not diverge, else its first seed): over the
+  second half of its measurements, the median and interquartile range of lambda_1/sam_edge,
+  lambda_1/gd_edge and sharpness/edge (the run's own optimizer's edge) and the fraction within 10%
+  of each edge; and how many of the point's seeds diverged, at which step.
 Runs are read and checked through the run contract (samedge.runs).
 """
 from __future__ import annotations
@@ -22,20 +26,28 @@ from samedge.config import load_params
 from samedge.io import atomic_write, write_json
 from samedge.runs import METRIC_COLUMNS, RUN_KEYS, Run, find_runs, profile_runs, read_run
 
-KEY_COLUMNS = ["task", "lr", "rho", "seed"]
-POINT_COLUMNS = ["task", "lr", "rho"]
+KEY_COLUMNS = ["task", "lr", "rho", "optimizer", "batch", "seed"]
+POINT_COLUMNS = ["task", "lr", "rho", "optimizer", "batch"]
 RUN_COLUMNS = (*KEY_COLUMNS, "run", *RUN_KEYS)  # run: the run directory's name
 WITHIN = 0.1  # "at the edge" = lambda_1 within 10% of it
-EDGES = {"sam": "sam_edge", "gd": "gd_edge"}
+# ratio prefix -> (numerator, edge): SAM's and GD's edges against lambda_1, and the run's own
+# optimizer's edge against its sharpness (the same as sam for SAM and GD).
+EDGES = {"sam": ("lambda_1", "sam_edge"), "gd": ("lambda_1", "gd_edge"), "edge": ("sharpness", "edge")}
+PAPER_OPTIMIZER, DEFAULT_BATCH = "sam", "default"  # the paper's runs: SAM/GD at the task's batch size
+
+
+def variant(run: Run) -> dict[str, str]:
+    """The optimizer and batch columns of a run (from its key: its directory name)."""
+    return {"optimizer": run.key.optimizer or PAPER_OPTIMIZER, "batch": run.key.batch or DEFAULT_BATCH}
 
 
 def tidy_metrics(runs: list[Run]) -> pd.DataFrame:
-    """All runs' metrics in one long table: task, lr, rho, seed, then the metrics columns."""
-    frames = [run.metrics.assign(task=run.key.task, lr=run.key.lr, rho=run.key.rho, seed=run.seed)
+    """All runs' metrics in one long table: the key columns, then the metrics columns."""
+    frames = [run.metrics.assign(task=run.key.task, lr=run.key.lr, rho=run.key.rho, **variant(run), seed=run.seed)
               for run in runs]
     frames = [frame for frame in frames if len(frame)]  # empty frames would blur column dtypes
     if not frames:
-        return pd.DataFrame({col: pd.Series(dtype=object if col == "task" else float)
+        return pd.DataFrame({col: pd.Series(dtype=object if col in ("task", "optimizer", "batch") else float)
                              for col in [*KEY_COLUMNS, *METRIC_COLUMNS]})
     table = pd.concat(frames, ignore_index=True)
     extras = [col for col in table.columns if col not in KEY_COLUMNS and col not in METRIC_COLUMNS]
@@ -43,7 +55,7 @@ def tidy_metrics(runs: list[Run]) -> pd.DataFrame:
 
 
 def runs_table(runs: list[Run]) -> pd.DataFrame:
-    rows = [{"task": r.key.task, "lr": r.key.lr, "rho": r.key.rho, "seed": r.seed, "run": r.key.name,
+    rows = [{"task": r.key.task, "lr": r.key.lr, "rho": r.key.rho, **variant(r), "seed": r.seed, "run": r.key.name,
              **{k: r.record[k] for k in RUN_KEYS}} for r in runs]
     return pd.DataFrame(rows, columns=list(RUN_COLUMNS))
 
@@ -93,15 +105,15 @@ def edge_agreement(metrics: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     points = {key: frame for key, frame in runs.groupby(POINT_COLUMNS, sort=False)}
     rows = []
     for run in shown_runs(runs).itertuples(index=False):
-        frame = groups.get((run.task, run.lr, run.rho, run.seed), metrics.iloc[:0])
+        key = tuple(getattr(run, col) for col in KEY_COLUMNS)
+        frame = groups.get(key, metrics.iloc[:0])
         half = second_half(frame)
-        row = {"task": run.task, "lr": run.lr, "rho": run.rho, "seed": run.seed, "status": run.status,
-               "diverged": run.status == "diverged",
-               **_seed_outcomes(points[(run.task, run.lr, run.rho)]),
+        row = {**dict(zip(KEY_COLUMNS, key)), "status": run.status, "diverged": run.status == "diverged",
+               **_seed_outcomes(points[key[:len(POINT_COLUMNS)]]),
                "n_measurements": int(np.isfinite(frame["lambda_1"]).sum()), "n_second_half": len(half)}
         with np.errstate(divide="ignore", invalid="ignore"):
-            for prefix, edge in EDGES.items():
-                row |= ratio_stats(half["lambda_1"] / half[edge], f"{prefix}_ratio")
+            for prefix, (value, edge) in EDGES.items():
+                row |= ratio_stats(half[value] / half[edge], f"{prefix}_ratio")
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -110,21 +122,25 @@ def agreement_summary(table: pd.DataFrame) -> dict[str, dict]:
     """A few numbers per task for `dvc metrics show` / `dvc exp show` (every run's numbers are in
     edge_agreement.csv): runs, diverged, the median over GD runs (rho = 0) of their median
     lambda_1/(2/eta), the median over SAM runs (rho > 0) of their median lambda_1/SAM edge and
-    the mean share of SAM measurements within 10% of the edge. Diverged runs are left out of the
-    numbers; none to summarise is null."""
+    the mean share of SAM measurements within 10% of the edge (the paper's runs: SAM and GD at the
+    task's batch size); and per other optimizer or batch size, the median of its runs' median
+    sharpness/edge. Diverged runs are left out of the numbers; none to summarise is null."""
     def number(value: float) -> float | None:
         return None if math.isnan(value) else float(value)
 
     summary = {}
     for task, runs in table.groupby("task", sort=False):
         kept = runs[~runs["diverged"].astype(bool)]
-        gd, sam = kept[kept["rho"] == 0], kept[kept["rho"] > 0]
+        paper = (kept["optimizer"] == PAPER_OPTIMIZER) & (kept["batch"].astype(str) == DEFAULT_BATCH)
+        gd, sam = kept[paper & (kept["rho"] == 0)], kept[paper & (kept["rho"] > 0)]
         summary[task] = {
             "runs": len(runs),
             "diverged": int(runs["diverged"].astype(bool).sum()),
             "gd_ratio_median": number(gd["gd_ratio_median"].median()),
             "sam_ratio_median": number(sam["sam_ratio_median"].median()),
             "sam_within_10pct": number(sam["sam_ratio_within_10pct"].mean()),
+            **{f"edge_ratio_median[{opt} batch={batch}]": number(group["edge_ratio_median"].median())
+               for (opt, batch), group in kept[~paper].groupby(["optimizer", "batch"], sort=False)},
         }
     return summary
 

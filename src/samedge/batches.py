@@ -1,6 +1,8 @@
-"""Which data each training step sees: the chunked full batch (image tasks) or the step's
-minibatch of character crops (the language model). A pure function of the step, so a resumed
-run sees exactly the batches an uninterrupted one would."""
+"""Which data each training step sees: the chunked full batch (the image tasks, as in the paper),
+the step's minibatch of examples (any task of examples at an integer train.batch_size: the
+paper's open question of SAM at intermediate batch sizes), or the step's minibatch of character
+crops (the language model). A pure function of the step, so a resumed run sees exactly the
+batches an uninterrupted one would."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,6 +29,29 @@ class FullBatch:
         return self.chunks
 
 
+class Minibatches:
+    """Shuffled minibatches of a set of examples without replacement, reshuffled every epoch from
+    (seed, epoch); the last partial batch of an epoch is dropped, so every step's batch has the
+    same size (and the same curvature scale). Each batch is chunked like a full batch."""
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int, seed: int,
+                 chunk_size: int | None) -> None:
+        if batch_size > len(inputs):
+            raise ValueError(f"train.batch_size: {batch_size} is more than the {len(inputs)} training examples")
+        self.inputs, self.targets, self.batch_size, self.seed = inputs, targets, batch_size, seed
+        self.chunk_size = chunk_size
+        self.per_epoch = len(inputs) // batch_size
+        self._epoch, self._order = -1, None
+
+    def batch(self, step: int) -> list[Batch]:
+        epoch, index = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._order, self._epoch = torch.randperm(len(self.inputs), generator=gen).to(self.inputs.device), epoch
+        rows = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        return chunk_data(self.inputs[rows], self.targets[rows], self.chunk_size)
+
+
 class CropMinibatches:
     """Shuffled non-overlapping crops of the corpus, reshuffled every epoch from (seed, epoch)."""
 
@@ -51,12 +76,18 @@ class CropMinibatches:
         return self._crops[0][rows], self._crops[1][rows]
 
 
-def full_batch(task: str, cfg: dict, data_dir: Path, device: torch.device) -> FullBatch:
-    """The prepared training set of `task` (a prefix of data.n_train examples) as one chunked batch."""
-    if cfg["train"]["batch_size"] is not None:
-        raise ValueError(f"train.batch_size: {task} trains full-batch as in the paper; set it to null")
+def example_batches(inputs: torch.Tensor, targets: torch.Tensor, cfg: dict) -> FullBatch | Minibatches:
+    """A set of examples as train.batch_size asks: null, one chunked full batch; an integer, minibatches."""
+    train = cfg["train"]
+    if train["batch_size"] is None:
+        return FullBatch(inputs, targets, train["chunk_size"])
+    return Minibatches(inputs, targets, train["batch_size"], cfg["seed"], train["chunk_size"])
+
+
+def prepared_batches(task: str, cfg: dict, data_dir: Path, device: torch.device) -> FullBatch | Minibatches:
+    """The prepared training set of `task` (a prefix of data.n_train examples) in example_batches."""
     data = load_task(task, data_dir, cfg["data"]["n_train"])
-    return FullBatch(data.x_train.to(device), data.y_train.to(device), cfg["train"]["chunk_size"])
+    return example_batches(data.x_train.to(device), data.y_train.to(device), cfg)
 
 
 def batch_source(task: str, cfg: dict, data_dir: Path, device: torch.device) -> BatchSource:

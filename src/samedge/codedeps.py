@@ -77,8 +77,17 @@ def module_files(entry: str, package_dir: Path) -> list[Path]:
     return sorted(seen)
 
 
+# Registries whose built-in entries a stage runs, loaded by name out of the import graph's reach:
+# the stage depends on every module in the registry's folder.
+RUNS_REGISTRIES = {"train": ("samedge.optimizers",)}
+
+
 def stage_files(stage: str, package_dir: Path) -> list[Path]:
-    return module_files(STAGE_ENTRIES[stage], package_dir)
+    files = set(module_files(STAGE_ENTRIES[stage], package_dir))
+    for registry in RUNS_REGISTRIES.get(stage, ()):
+        for path in sorted(module_file(registry, package_dir).parent.glob("*.py")):
+            files.update(module_files(_module_name(path, package_dir), package_dir))
+    return sorted(files)
 
 
 def digest(files: list[Path], root: Path) -> str:

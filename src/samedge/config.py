@@ -69,6 +69,13 @@ def _validate_task_block(source: str, where: str, task: str, cfg: dict) -> None:
             path = ".".join(str(p) for p in errors[0].absolute_path)
             raise ConfigError(f"{source}: invalid value at '{where}.{block}{'.' + path if path else ''}': "
                               f"{errors[0].message}")
+    from samedge.optimizers import complete
+
+    if cfg.get("optimizer") is not None:
+        complete(cfg["optimizer"], f"{source}: {where}.optimizer")
+    if "optimizer" in cfg["grid"]:
+        for i, (block, _) in enumerate(grid_optimizers(cfg)):
+            complete(block, f"{source}: {where}.grid.optimizer.{i}")
     for i, entry in enumerate(cfg.get("seeds", [])):
         for axis in ("lr", "rho"):
             if axis in entry and not any(math.isclose(entry[axis], v) for v in cfg["grid"][axis]):
@@ -85,12 +92,17 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict:
         params = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    from samedge.optimizers import OptimizerError, register_user_optimizers
     from samedge.tasks import TaskError, register_user_tasks
 
     try:
         register_user_tasks(params if isinstance(params, dict) else {}, path.parent)
     except (TaskError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{path}: tasks: {exc}") from exc
+    try:
+        register_user_optimizers(params if isinstance(params, dict) else {}, path.parent)
+    except (OptimizerError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{path}: optimizers: {exc}") from exc
     validate_params(params, str(path))
     return params
 
@@ -140,13 +152,22 @@ def apply_overrides(task_cfg: dict, overrides: list[str]) -> dict:
 
 
 def load_run_config(params_path: str | os.PathLike, profile: str | None, task: str,
-                    overrides: list[str] = ()) -> dict:
-    """The validated config of one run: profiles[profile][task] with overrides applied."""
+                    overrides: list[str] = (), optimizer: str | None = None) -> dict:
+    """The validated config of one run: profiles[profile][task] with its optimizer block complete
+    (every setting, defaults filled, so `--set optimizer.beta=0.5` finds its key), the optimizer
+    `optimizer` instead of the task's if named, and overrides applied."""
+    from samedge.optimizers import complete
+
     params = load_params(params_path)
     if task not in profile_config(params, profile):
         raise ConfigError(f"task: unknown task '{task}' in profile '{profile or params['profile']}' of "
                           f"{params_path}; it has {list(profile_config(params, profile))}")
-    cfg = apply_overrides(profile_config(params, profile)[task], list(overrides))
+    cfg = copy.deepcopy(profile_config(params, profile)[task])
+    block = cfg.get("optimizer")
+    if optimizer is not None and (block is None or block["name"] != optimizer):
+        block = {"name": optimizer}
+    cfg["optimizer"] = complete(block, "--optimizer" if optimizer else "optimizer")
+    cfg = apply_overrides(cfg, list(overrides))
     checked = copy.deepcopy(params)
     checked["profiles"][profile or params["profile"]][task] = cfg
     validate_params(checked, f"{params_path} with --set {' '.join(overrides)}" if overrides else str(params_path))
@@ -158,11 +179,33 @@ def fmt_value(x: float) -> str:
     return f"{float(x):.12g}"
 
 
-def grid(params: dict, profile: str | None = None) -> list[tuple[str, float, float]]:
-    """Every grid point (task, lr, rho) of a profile, in params order."""
-    prof = profile_config(params, profile)
-    return [(task, lr, rho) for task, cfg in prof.items()
-            for lr in cfg["grid"]["lr"] for rho in cfg["grid"]["rho"]]
+AXES = ("lr", "rho", "batch_size")  # the grid's axes an entry of grid.optimizer may set for itself
+
+
+def grid_optimizers(cfg: dict) -> list[tuple[dict, dict]]:
+    """(optimizer block, its axes) of each entry of a task's grid.optimizer (default: the task's
+    `optimizer`, else sam): an entry's own lr / rho / batch_size lists replace the grid's for it,
+    since learning rates that suit SGD and Adam differ by orders of magnitude."""
+    entries = cfg["grid"].get("optimizer") or [cfg.get("optimizer") or {"name": "sam"}]
+    return [({k: v for k, v in entry.items() if k not in AXES}, {k: entry[k] for k in AXES if k in entry})
+            for entry in entries]
+
+
+def grid(params: dict, profile: str | None = None) -> list[tuple[str, float, float, dict, int | None]]:
+    """Every grid point (task, lr, rho, optimizer block, batch size) of a profile, in params order:
+    per task and optimizer, every lr, then every rho (the SAM family; any other optimizer once, at
+    rho 0), then every batch size of the grid (default: train.batch_size)."""
+    from samedge.optimizers import complete, get_optimizer
+
+    points = []
+    for task, cfg in profile_config(params, profile).items():
+        axes = {"lr": cfg["grid"]["lr"], "rho": cfg["grid"]["rho"],
+                "batch_size": cfg["grid"].get("batch_size") or [cfg["train"]["batch_size"]]}
+        for block, own in grid_optimizers(cfg):
+            block, own = complete(block), axes | own
+            rhos = own["rho"] if get_optimizer(block["name"]).uses_rho else [0.0]
+            points += [(task, lr, rho, block, size) for lr in own["lr"] for rho in rhos for size in own["batch_size"]]
+    return points
 
 
 def point_seeds(cfg: dict, lr: float, rho: float) -> list[int]:

@@ -65,6 +65,16 @@ def grid_figure_files(task: str, out_dir: str | Path = "results/figures") -> tup
     return _pair(Path(out_dir) / "tasks" / f"{task}_grid")
 
 
+def optimizer_figure_files(optimizer: str, out_dir: str | Path = "results/figures") -> tuple[Path, Path]:
+    """The (pdf, png) of an optimizer's figure (its sharpness against its edge), under out_dir/optimizers/."""
+    return _pair(Path(out_dir) / "optimizers" / optimizer)
+
+
+def side_by_side_figure_files(task: str, out_dir: str | Path = "results/figures") -> tuple[Path, Path]:
+    """The (pdf, png) of a task's figure of every optimizer side by side, under out_dir/optimizers/."""
+    return _pair(Path(out_dir) / "optimizers" / f"{task}_side_by_side")
+
+
 def _pair(stem: Path) -> tuple[Path, Path]:
     # Not Path.with_suffix: "..._rho0.1" would lose its ".1".
     return stem.parent / f"{stem.name}.pdf", stem.parent / f"{stem.name}.png"

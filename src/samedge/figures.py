@@ -26,7 +26,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from samedge.aggregate import KEY_COLUMNS, POINT_COLUMNS, RUN_COLUMNS, shown_runs
+from samedge.aggregate import DEFAULT_BATCH, KEY_COLUMNS, PAPER_OPTIMIZER, POINT_COLUMNS, RUN_COLUMNS, shown_runs
 from samedge.config import ConfigError, fmt_value
 from samedge.edge import edge_ratio
 from samedge.figure_specs import FIGURES
@@ -106,7 +106,7 @@ class Results:
         results_dir = Path(results_dir)
         metrics = _read_table(results_dir / "metrics.csv", [*KEY_COLUMNS, *METRIC_COLUMNS])
         runs = _read_table(results_dir / "runs.csv", list(RUN_COLUMNS))
-        return cls(metrics, runs)
+        return cls(paper_rows(metrics), paper_rows(runs))
 
     def lrs(self, task: str) -> list[float]:
         return sorted(self.runs.loc[self.runs["task"] == task, "lr"].unique())
@@ -147,7 +147,7 @@ class Results:
         lines = []
         points = self.runs[(self.runs["task"] == task) & self.runs["rho"].apply(
             lambda r: any(math.isclose(r, x) for x in rhos))]
-        for (_, lr, rho), point in points.groupby(POINT_COLUMNS, sort=False):
+        for (_, lr, rho, *_), point in points.groupby(POINT_COLUMNS, sort=False):
             shown = self.shown_row(task, lr, rho)
             diverged = point[point["status"] == "diverged"]
             run = f"η = {fmt_value(lr)}, ρ = {fmt_value(rho)}"
@@ -157,6 +157,13 @@ class Results:
                 lines.append(f"{run}: seed {int(shown['seed'])} shown; "
                              + "; ".join(_describe(f"seed {int(r['seed'])}", r) for _, r in diverged.iterrows()))
         return lines
+
+
+def paper_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the paper's runs (SAM and GD at the task's own batch size): the paper's figures,
+    run figures and grid figures draw these; samedge.beyond draws the other optimizers and batch sizes."""
+    keep = (table["optimizer"] == PAPER_OPTIMIZER) & (table["batch"].astype(str) == DEFAULT_BATCH)
+    return table[keep].reset_index(drop=True)
 
 
 def _is_point(table: pd.DataFrame, task: str, lr: float, rho: float) -> pd.Series:

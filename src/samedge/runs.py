@@ -1,8 +1,12 @@
-"""The run contract: what one run of (task, lr, rho, seed) writes, where, and how it is read back.
+"""The run contract: what one run of (task, lr, rho, optimizer, batch size, seed) writes, where,
+and how it is read back.
 
 results/runs/<task>/<run>/metrics.csv   one row per Hessian measurement (METRIC_COLUMNS first)
 results/runs/<task>/<run>/run.json      status, reason, steps, measurements, config, seed, versions, ...
-<run> = lr<lr>_rho<rho> for the task's default seed, lr<lr>_rho<rho>_seed<seed> for any other.
+<run> = lr<lr>_rho<rho>[_bs<batch>][_<optimizer>][_seed<seed>]: _bs only for a batch size other than
+the task's train.batch_size (full: full batch), _<optimizer> only for an optimizer other than sam
+(samedge.optimizers.label, e.g. momentum+nesterov=true), _seed only for a seed other than the
+task's; so the paper's runs (SAM and GD at the task's batch size and seed) keep lr<lr>_rho<rho>.
 
 Training writes runs (samedge.train); aggregation, figures, the workflow and the benchmarks read
 them through this module, which also checks that the two files agree with each other.
@@ -21,41 +25,71 @@ import pandas as pd
 
 from samedge.config import ConfigError, fmt_value, grid, point_seeds, profile_config
 
+# edge: the run's optimizer's edge of stability at that measurement; sharpness: the top eigenvalue
+# of the operator compared with it (lambda_1, or P^-1 H's for a preconditioned optimizer).
 METRIC_COLUMNS = ["step", "train_seconds", "loss", "grad_norm", "lambda_1", "lambda_2", "lambda_3",
-                  "gd_edge", "sam_edge", "align_grad", "align_sam_grad", "hvp_count"]
+                  "gd_edge", "sam_edge", "align_grad", "align_sam_grad", "hvp_count", "edge", "sharpness"]
 EXTRA_COLUMNS = ["eig_rel_residual", "eig_converged", "wall_seconds"]
 RUN_KEYS = ("status", "reason", "steps", "wall_seconds", "total_hvps")
 STATUSES = ("completed", "diverged")
 METRICS_FILE, RECORD_FILE = "metrics.csv", "run.json"
 # Measured quantities that must be finite in every row of a completed run.
-FINITE_COLUMNS = ["step", "loss", "grad_norm", "lambda_1", "gd_edge", "sam_edge", "hvp_count"]
-_NAME = re.compile(r"lr(?P<lr>[^_/]+)_rho(?P<rho>[^_/]+?)(?:_seed(?P<seed>\d+))?")
+FINITE_COLUMNS = ["step", "loss", "grad_norm", "lambda_1", "gd_edge", "sam_edge", "hvp_count", "edge", "sharpness"]
+_NAME = re.compile(r"lr(?P<lr>[^_/]+)_rho(?P<rho>[^_/]+?)(?:_bs(?P<batch>full|\d+))?"
+                   r"(?:_(?!seed\d+$)(?P<optimizer>[a-z][a-z0-9]*(?:\+[A-Za-z0-9]+=[^_/+]+)*))?(?:_seed(?P<seed>\d+))?")
+DEFAULT_BATCH = ""  # RunKey.batch of a run at its task's own train.batch_size
 
 
 class RunKey(NamedTuple):
-    """One run. seed None: the task's default seed (its `seed:` in params.yaml)."""
+    """One run. seed None: the task's default seed (its `seed:` in params.yaml). optimizer: its
+    samedge.optimizers.label ('' = sam). batch: '' = the task's train.batch_size, else 'full' or
+    the batch size."""
 
     task: str
     lr: float
     rho: float
     seed: int | None = None
+    optimizer: str = ""
+    batch: str = DEFAULT_BATCH
 
     @property
     def name(self) -> str:
-        return run_name(self.lr, self.rho, self.seed)
+        return run_name(self.lr, self.rho, self.seed, self.optimizer, self.batch)
 
     def label(self) -> str:
+        extra = "".join(f" {k}={v}" for k, v in (("optimizer", self.optimizer), ("batch", self.batch)) if v)
         seed = "" if self.seed is None else f" seed={self.seed}"
-        return f"{self.task} lr={fmt_value(self.lr)} rho={fmt_value(self.rho)}{seed}"
+        return f"{self.task} lr={fmt_value(self.lr)} rho={fmt_value(self.rho)}{extra}{seed}"
+
+    def train_arguments(self) -> list[str]:
+        """The `samedge train` arguments beyond task, lr, rho and seed that make this run: its
+        optimizer and settings, its batch size."""
+        from samedge.optimizers import complete, parse_label
+
+        block = complete(parse_label(self.optimizer))
+        args = ["--optimizer", block.pop("name"), *(f"--set=optimizer.{k}={_yaml(v)}" for k, v in block.items())]
+        if self.batch:
+            args.append(f"--set=train.batch_size={'null' if self.batch == 'full' else self.batch}")
+        return args
 
 
-def run_name(lr: float, rho: float, seed: int | None = None) -> str:
-    base = f"lr{fmt_value(lr)}_rho{fmt_value(rho)}"
-    return base if seed is None else f"{base}_seed{seed}"
+def _yaml(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else fmt_value(value) if isinstance(value, float) else str(value)
 
 
-def parse_run_name(name: str) -> tuple[float, float, int | None] | None:
-    """(lr, rho, seed) of a run directory name, or None if it is not one."""
+def batch_label(size: int | None, default: int | None) -> str:
+    """RunKey.batch of a run at batch size `size` of a task whose train.batch_size is `default`."""
+    return DEFAULT_BATCH if size == default else "full" if size is None else str(size)
+
+
+def run_name(lr: float, rho: float, seed: int | None = None, optimizer: str = "", batch: str = DEFAULT_BATCH) -> str:
+    parts = [f"lr{fmt_value(lr)}_rho{fmt_value(rho)}", f"bs{batch}" if batch else "", optimizer,
+             "" if seed is None else f"seed{seed}"]
+    return "_".join(part for part in parts if part)
+
+
+def parse_run_name(name: str) -> tuple[float, float, int | None, str, str] | None:
+    """(lr, rho, seed, optimizer, batch) of a run directory name, or None if it is not one."""
     match = _NAME.fullmatch(name)
     if match is None:
         return None
@@ -63,14 +97,18 @@ def parse_run_name(name: str) -> tuple[float, float, int | None] | None:
         lr, rho = float(match["lr"]), float(match["rho"])
     except ValueError:
         return None
-    return lr, rho, None if match["seed"] is None else int(match["seed"])
+    return (lr, rho, None if match["seed"] is None else int(match["seed"]), match["optimizer"] or "",
+            match["batch"] or DEFAULT_BATCH)
 
 
 def profile_runs(params: dict, profile: str | None = None) -> list[RunKey]:
     """Every run of a profile: each grid point once per seed it names, in params order."""
+    from samedge.optimizers import label
+
     prof = profile_config(params, profile)
-    return [RunKey(task, lr, rho, None if seed == prof[task]["seed"] else seed)
-            for task, lr, rho in grid(params, profile) for seed in point_seeds(prof[task], lr, rho)]
+    return [RunKey(task, lr, rho, None if seed == prof[task]["seed"] else seed, label(block),
+                   batch_label(size, prof[task]["train"]["batch_size"]))
+            for task, lr, rho, block, size in grid(params, profile) for seed in point_seeds(prof[task], lr, rho)]
 
 
 def run_dir(runs_root: str | Path, key: RunKey) -> Path:
@@ -86,7 +124,8 @@ def find_runs(runs_root: str | Path) -> list[RunKey]:
     if not found:
         raise ConfigError(f"--runs-dir {runs_root}: no runs found (expected TASK/lrLR_rhoRHO/{RECORD_FILE})")
     order = {name: i for i, name in enumerate(task_names())}
-    return sorted(found, key=lambda k: (order.get(k.task, len(order)), k.task, k.lr, k.rho, k.seed or -1))
+    return sorted(found, key=lambda k: (order.get(k.task, len(order)), k.task, k.lr, k.rho, k.optimizer, k.batch,
+                                        k.seed or -1))
 
 
 @dataclass
@@ -130,7 +169,19 @@ def _read_record(path: Path, key: RunKey) -> dict:
             raise ConfigError(f"{path}: {name} is {got!r} but the run directory says {want!r}")
     if key.seed is not None and record["seed"] != key.seed:
         raise ConfigError(f"{path}: seed is {record['seed']!r} but the run directory says {key.seed}")
+    if "optimizer" in record and _optimizer_label(record["optimizer"]) != key.optimizer:
+        raise ConfigError(f"{path}: optimizer is {record['optimizer']!r} but the run directory says "
+                          f"{key.optimizer or 'sam'!r}")
     return record
+
+
+def _optimizer_label(block: object) -> str:
+    from samedge.optimizers import OptimizerError, label
+
+    try:
+        return label(block)
+    except (OptimizerError, TypeError, AttributeError):
+        return repr(block)
 
 
 def _read_metrics(path: Path) -> pd.DataFrame:

@@ -1,6 +1,7 @@
 """Top-k Hessian eigenpairs along a training run, each measurement warm-started from the last."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from torch import nn
@@ -30,8 +31,11 @@ class EigenTracker:
         self.measurements = 0
         self.total_hvps = 0
 
-    def measure(self, model: nn.Module, loss_fn: LossFn, data: Data) -> EigResult:
+    def measure(self, model: nn.Module, loss_fn: LossFn, data: Data,
+                transform: Callable[[HVPOperator], Any] | None = None) -> EigResult:
+        """transform(H), if given, is the operator measured instead of H (a preconditioned one)."""
         op = HVPOperator(model, loss_fn, data, method=self.method)
+        op = op if transform is None else transform(op)
         init = self.basis if self.basis is not None and self.basis.shape[0] == op.dim else None
         # A new seed per measurement: noise columns differ between measurements but not between reruns.
         result = top_eigenpairs(op, self.k, self.tol, self.max_iters, init=init,

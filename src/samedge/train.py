@@ -1,5 +1,6 @@
-"""One training run: SAM (GD at rho = 0) with top-k Hessian measurements, checkpoints and
-divergence checks. The unit of work of the pipeline: one task x lr x rho.
+"""One training run: an optimizer (samedge.optimizers; SAM by default, GD at rho = 0) with top-k
+Hessian measurements, checkpoints and divergence checks. The unit of work of the pipeline: one
+task x lr x rho x optimizer x batch size.
 
 Metrics are measured at the iterate w_t, between the step's gradients and its update, so the
 loss, ||g||, both gradients and the Hessian all belong to the same point and the same batch.
@@ -25,9 +26,10 @@ from samedge.errors import CheckpointError
 from samedge.io import atomic_write, write_json
 from samedge.progress import Progress
 from samedge.provenance import device_name, versions
-from samedge.monitor import metrics_frame, metrics_row
+from samedge.monitor import Sharpness, metrics_frame, metrics_row
+from samedge.optimizers import Optimizer
 from samedge.runs import METRICS_FILE, RECORD_FILE
-from samedge.sam import GraphedSamGradient, SamGradient, SamTensors, apply_update, graphable, sam_gradient_tensors
+from samedge.sam import SamGradient, SamTensors, graphable
 from samedge.tasks import get_task
 from samedge.tracker import EigenTracker
 
@@ -55,6 +57,7 @@ class RunSpec:
     checkpoint_dir: Path
     device: torch.device
     data: BatchSource
+    optimizer: Optimizer  # built from cfg["optimizer"] at lr and rho
 
     def identity(self) -> dict:
         """What a checkpoint must match to be resumed by this run."""
@@ -94,8 +97,8 @@ def _clock(device: torch.device) -> float:
 
 
 def edge_ratio_of(row: dict[str, Any]) -> float:
-    """lambda_1 / sam_edge for the log and the progress bar (NaN at a zero edge: ||g|| = 0 with rho > 0)."""
-    return row["lambda_1"] / row["sam_edge"] if row["sam_edge"] else math.nan
+    """sharpness / edge for the log and the progress bar (NaN at a zero edge: ||g|| = 0 with rho > 0)."""
+    return row["sharpness"] / row["edge"] if row["edge"] else math.nan
 
 
 def divergence_reason(loss: float, grad_norm: float, bound: float, step: int) -> str | None:
@@ -170,6 +173,9 @@ class Trainer:
         self.loss_fn = task.loss
         self.tracker = EigenTracker(k=tracker["k"], tol=tracker["tol"], max_iters=tracker["max_iters"],
                                     method=tracker["method"], seed=spec.cfg["seed"])
+        self.sharpness = Sharpness(self.tracker)
+        self.optimizer = spec.optimizer
+        self.optimizer.bind(self.model)
         self.state = RunState()
         self._last_checkpoint = time.monotonic()
 
@@ -181,6 +187,7 @@ class Trainer:
     def save_checkpoint(self) -> None:
         payload = {"identity": self.spec.identity(), "state": vars(self.state),
                    "model": self.model.state_dict(), "tracker": self.tracker.state_dict(),
+                   "optimizer": self.optimizer.state_dict(), "sharpness": self.sharpness.tracker.state_dict(),
                    "rng": torch.get_rng_state(), "cuda_rng": cuda_rng_state(self.spec.device)}
         checkpoint.save(self.checkpoint_path, payload)
         self._last_checkpoint = time.monotonic()
@@ -195,6 +202,8 @@ class Trainer:
                 "delete it to start this run afresh, or give this run another --checkpoint-dir")
         self.model.load_state_dict(payload["model"])
         self.tracker.load_state_dict(payload["tracker"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.sharpness.tracker.load_state_dict(payload["sharpness"])
         torch.set_rng_state(payload["rng"])
         set_cuda_rng_state(payload.get("cuda_rng"), self.spec.device)  # absent from checkpoints before it was saved
         self.state = RunState(**payload["state"])
@@ -221,24 +230,28 @@ class Trainer:
 
     def _measure(self, batch: Any, grads: SamGradient) -> dict[str, Any]:
         eig = self.tracker.measure(self.model, self.loss_fn, batch)
+        sharp = self.sharpness.measure(self.optimizer, self.model, self.loss_fn, batch, grads)
         row = metrics_row(self.state.step, self.state.train_seconds, self.state.wall_seconds,
-                          self.spec.lr, self.spec.rho, grads, eig)
+                          self.optimizer, grads, eig, sharp)
         self.state.rows.append(row)
         if self.train_cfg["measure_every_s"]:
             self.state.next_measure_s += self.train_cfg["measure_every_s"]
-        log.info("step %d loss %.5g |g| %.4g lambda_1 %.5g sam_edge %.5g (ratio %.3f) gd_edge %.4g hvps %d",
-                 row["step"], row["loss"], row["grad_norm"], row["lambda_1"], row["sam_edge"],
-                 edge_ratio_of(row), row["gd_edge"], row["hvp_count"])
+        log.info("step %d loss %.5g |g| %.4g lambda_1 %.5g sam_edge %.5g gd_edge %.4g sharpness %.5g edge %.5g "
+                 "(ratio %.3f) hvps %d", row["step"], row["loss"], row["grad_norm"], row["lambda_1"], row["sam_edge"],
+                 row["gd_edge"], row["sharpness"], row["edge"], edge_ratio_of(row), row["hvp_count"])
         if self.on_measure is not None:
             self.on_measure(self, batch, grads, row)
         return row
 
     def _gradients(self) -> Callable[[Any], SamTensors]:
-        """The step's two gradients: eager, or replayed from a CUDA graph (train.cuda_graph, CUDA only)."""
+        """The step's gradients: eager, or replayed from a CUDA graph (train.cuda_graph, CUDA only,
+        for an optimizer that offers one)."""
         spec = self.spec
         if self.train_cfg.get("cuda_graph") and graphable(spec.device):
-            return GraphedSamGradient(self.model, self.loss_fn, spec.data.batch(self.state.step), spec.rho)
-        return lambda batch: sam_gradient_tensors(self.model, self.loss_fn, batch, spec.rho)
+            graphed = self.optimizer.graphed(self.model, self.loss_fn, spec.data.batch(self.state.step))
+            if graphed is not None:
+                return graphed
+        return lambda batch: self.optimizer.gradients(self.model, self.loss_fn, batch)
 
     def _divergence(self, watch: DivergenceWatch) -> str | None:
         """Reads the watch (a sync); on divergence, the run ends at the first diverging step."""
@@ -278,7 +291,7 @@ class Trainer:
                     row = self._measure(batch, synced)
                     bar.set_postfix(loss=f"{synced.loss:.4g}", l1_over_edge=f"{edge_ratio_of(row):.3f}")
                     clock.resume()
-                apply_update(self.model, grads.sam_grad, spec.lr)
+                self.optimizer.update(self.model, grads)
                 state.step += 1
                 state.train_seconds = clock.now()
                 state.wall_seconds += time.perf_counter() - wall_start
@@ -305,6 +318,7 @@ class Trainer:
         """Write the declared outputs (last, atomically), then drop the checkpoint."""
         spec, state = self.spec, self.state
         record = {"status": status, "reason": reason, "task": spec.task, "lr": spec.lr, "rho": spec.rho,
+                  "optimizer": spec.cfg["optimizer"],
                   "profile": spec.profile, "steps": state.step, "seed": spec.cfg["seed"], "config": spec.cfg,
                   "versions": versions(), "device": device_name(spec.device),
                   "wall_seconds": state.wall_seconds, "train_seconds": state.train_seconds,

@@ -1,6 +1,7 @@
 # Shared names and helpers: the runs come from samedge.runs.profile_runs (never repeated here), the
 # tasks from the registry (samedge.tasks: the built-in ones and those named under `tasks:`).
 import json
+import shlex
 
 from snakemake.utils import validate
 
@@ -9,6 +10,9 @@ from samedge.codedeps import module_file as codedeps_module_file
 from samedge.config import fmt_value, profile_config, validate_params
 from samedge.runs import profile_runs
 from samedge.figure_specs import FIGURES, figure_files
+from samedge.optimizers import BUILTIN as OPTIMIZERS_BUILTIN
+from samedge.optimizers import module_file as optimizer_module_file
+from samedge.optimizers import parse_label, register_user_optimizers
 from samedge.tasks import BUILTIN, get_task, module_file, register_user_tasks
 
 # Pipeline switches given with --config KEY=VALUE; they choose how jobs run, not what they
@@ -24,6 +28,7 @@ for _switch, _allowed in PIPELINE_SWITCHES.items():
         raise ValueError(f"--config {_switch}={config[_switch]!r}: expected one of {list(_allowed)}")
 # What the schema cannot check: registered tasks, each task's model block, non-finite values.
 register_user_tasks(config, workflow.basedir)
+register_user_optimizers(config, workflow.basedir)
 validate_params({key: value for key, value in config.items() if key not in PIPELINE_SWITCHES})
 
 PROFILE = config["profile"]
@@ -89,6 +94,22 @@ def task_code(wildcards):
     (tasks are loaded by name, so that graph does not reach them): its module and what it imports.
     Editing a task's module reruns that task's runs only."""
     return _task_digest(wildcards.task, with_imports=True)
+
+
+def optimizer_code(wildcards):
+    """The module of a run's optimizer of your own (the built-in ones are in CODE["train"]):
+    editing it reruns the runs that use it."""
+    name = parse_label(run_key(wildcards).optimizer)["name"]
+    if name in OPTIMIZERS_BUILTIN:
+        return ""
+    path = optimizer_module_file(name).resolve()
+    root = Path(workflow.basedir).resolve()
+    return digest([path], root if path.is_relative_to(root) else Path(path.anchor))
+
+
+def run_variant(wildcards):
+    """The `samedge train` arguments of a run's optimizer, its settings and batch size."""
+    return shlex.join(run_key(wildcards).train_arguments())
 
 
 def task_data_code(wildcards):

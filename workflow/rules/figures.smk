@@ -67,6 +67,30 @@ rule grid_figures:
         "samedge figure grids --results results --out results/figures > {log} 2>&1"
 
 
+# Beyond the paper, in one job: per optimizer its sharpness against its own edge, per task every
+# optimizer's sharpness / edge side by side (samedge.beyond_figures).
+rule optimizer_figures:
+    input:
+        metrics="results/metrics.csv",
+        runs="results/runs.csv",
+    output:
+        report(
+            directory("results/figures/optimizers"),
+            patterns=["{name}.png"],
+            caption="../report/optimizer_figures.rst",
+            category="Beyond the paper",
+            labels={"figure": "{name}"},
+        ),
+    params:
+        code=CODE["figures"],
+    log:
+        "logs/figures/optimizers.log",
+    threads: 1
+    container: CONTAINER
+    shell:
+        "samedge figure optimizers --results results --out results/figures > {log} 2>&1"
+
+
 # The target of the DVC stage `figures`: every paper figure, the per-run sets and the task grids.
 rule figures:
     localrule: True
@@ -74,3 +98,4 @@ rule figures:
         rules.paper_figures.output,
         rules.run_figures.output,
         rules.grid_figures.output,
+        rules.optimizer_figures.output,

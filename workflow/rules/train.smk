@@ -1,4 +1,4 @@
-# Stage 2: one training job per (task, lr, rho) of the active profile. A killed job resumes from
+# Stage 2: one training job per (task, lr, rho, optimizer, batch size, seed) of the active profile. A killed job resumes from
 # checkpoints/runs/... (not declared outputs); metrics.csv and run.json are written last, atomically.
 
 
@@ -19,6 +19,8 @@ rule train:
         settings=run_settings,
         code=CODE["train"],
         task_code=task_code,
+        optimizer_code=optimizer_code,
+        variant=run_variant,
     log:
         "logs/train/{task}/{run}.log",
     benchmark:
@@ -31,7 +33,7 @@ rule train:
     shell:
         "samedge train --task {wildcards.task} --lr {params.lr} --rho {params.rho} --seed {params.seed}"
         " --profile {params.profile} --params params.yaml --data-dir data"
-        " --device {params.device} --threads {threads}"
+        " --device {params.device} --threads {threads} {params.variant}"
         " --out {params.out_dir} --checkpoint-dir {params.checkpoint_dir} > {log} 2>&1"
 
 

@@ -1,6 +1,8 @@
 """`samedge figure`: draw the paper's figures, numbered as in the paper, from the tables of
 `samedge aggregate` (figure 1 is analytic and needs none), the figure set of each run, or each
-task's grid figure (a panel per lr x rho; any task, including your own).
+task's grid figure (a panel per lr x rho; any task, including your own), or the figures beyond
+the paper: one per optimizer (its sharpness against its edge) and one per task (every optimizer's
+sharpness / edge side by side), under OUT/optimizers/.
 Each figure is written as PDF and PNG; a footnote lists the runs left out (e.g. diverged)."""
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from pathlib import Path
 
 from samedge.errors import ConfigError
 
-TARGETS = ("all", "run", "runs", "grids")
+TARGETS = ("all", "run", "runs", "grids", "optimizers")
 
 
 def parse_target(text: str) -> int | str:
@@ -19,8 +21,8 @@ def parse_target(text: str) -> int | str:
         return text
     if text.isdigit() and int(text) in FIGURES:
         return int(text)
-    raise ConfigError(f"unknown figure {text!r}; expected a number in 1..{max(FIGURES)}, 'all', 'run', 'runs' "
-                      "or 'grids'")
+    raise ConfigError(f"unknown figure {text!r}; expected a number in 1..{max(FIGURES)}, 'all', 'run', 'runs', "
+                      "'grids' or 'optimizers'")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--x {args.x!r}: expected one of {list(figures.X_AXES)}")
     if target == "run" and None in (args.task, args.lr, args.rho):
         raise ConfigError("figure run: needs --task, --lr and --rho")
+    if target == "optimizers":
+        return draw_optimizer_figures(args.results, args.out)
     results = None if target == 1 else figures.Results.load(args.results)
     if target in ("run", "runs"):
         keys = ([RunKey(args.task, args.lr, args.rho, args.seed)] if target == "run"
@@ -61,14 +65,32 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def draw_optimizer_figures(results_dir: Path, out: Path) -> int:
+    from samedge import beyond_figures, figures
+    from samedge.figure_specs import optimizer_figure_files, side_by_side_figure_files
+
+    metrics, runs = beyond_figures.load(results_dir)
+    for optimizer in dict.fromkeys(runs["optimizer"]):
+        files = optimizer_figure_files(optimizer, out)
+        figures.save(beyond_figures.optimizer_figure(metrics, runs, optimizer), *files)
+        print(files[0])
+    for task in dict.fromkeys(runs["task"]):
+        files = side_by_side_figure_files(task, out)
+        figures.save(beyond_figures.side_by_side_figure(metrics, runs, task), *files)
+        print(files[0])
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "figure", help="draw a paper figure (1-16), all of them, or the per-run figure sets",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("target", metavar="NUMBER|all|run|runs|grids",
+    parser.add_argument("target", metavar="NUMBER|all|run|runs|grids|optimizers",
                         help="a figure number as in the paper; 'all'; 'run' (one run's set, with "
                              "--task/--lr/--rho[/--seed]); 'runs' (the set of every run that did not diverge); "
-                             "'grids' (a grid figure per task in the results, under OUT/tasks/)")
+                             "'grids' (a grid figure per task in the results, under OUT/tasks/); 'optimizers' "
+                             "(per optimizer, its sharpness against its edge; per task, every optimizer side by "
+                             "side; under OUT/optimizers/)")
     parser.add_argument("--results", type=Path, default=Path("results"),
                         help="folder with metrics.csv and runs.csv from `samedge aggregate` (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("results/figures"),

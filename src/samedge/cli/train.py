@@ -1,4 +1,5 @@
-"""`samedge train`: one run of a task at one learning rate eta and SAM radius rho (rho = 0 is GD),
+"""`samedge train`: one run of a task at one learning rate eta with an optimizer (default SAM at
+radius rho, GD at rho = 0; --optimizer momentum/adam/rmsprop/usam or one of your own),
 measuring the Hessian's top eigenvalues as it goes. Writes OUT/metrics.csv and OUT/run.json, last
 and atomically; checkpoints go to a folder of their own and are removed when the run ends.
 
@@ -64,6 +65,7 @@ def build_spec(args: argparse.Namespace) -> Any:
     import torch
 
     from samedge.config import load_params, load_run_config
+    from samedge.optimizers import build
     from samedge.rundir import check_checkpoint_dir, check_out_dir, default_checkpoint_dir
     from samedge.train import RunSpec
 
@@ -75,14 +77,15 @@ def build_spec(args: argparse.Namespace) -> Any:
     checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else default_checkpoint_dir(out_dir)
     check_checkpoint_dir(checkpoint_dir, out_dir)
     seed = [] if args.seed is None else [f"seed={args.seed}"]
-    cfg = load_run_config(args.params, args.profile, args.task, [*args.set, *seed])
+    cfg = load_run_config(args.params, args.profile, args.task, [*args.set, *seed], args.optimizer)
     check_schedule(cfg)
+    optimizer = build(cfg["optimizer"], args.lr, args.rho)
     device = resolve_device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     data = load_data(args, cfg, device)
     profile = args.profile or load_params(args.params)["profile"]
-    return RunSpec(args.task, args.lr, args.rho, profile, cfg, out_dir, checkpoint_dir, device, data)
+    return RunSpec(args.task, args.lr, args.rho, profile, cfg, out_dir, checkpoint_dir, device, data, optimizer)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     spec = build_spec(args)
     with claim(spec.out_dir, spec.checkpoint_dir):
         record = train(spec)
-    print(f"{record['status']}: {args.task} lr={args.lr:g} rho={args.rho:g} seed={spec.cfg['seed']}, "
+    print(f"{record['status']}: {args.task} {spec.cfg['optimizer']['name']} lr={args.lr:g} rho={args.rho:g} seed={spec.cfg['seed']}, "
           f"{record['steps']} steps, {record['measurements']} measurements -> {spec.out_dir}", file=sys.stderr)
     return 0
 
@@ -104,7 +107,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task", required=True,
                    help="a task of the profile: mnist, cifar10, shakespeare, or one named under `tasks:` in params.yaml")
     p.add_argument("--lr", required=True, type=float, help="learning rate eta (> 0); GD's edge is 2/eta")
-    p.add_argument("--rho", required=True, type=float, help="SAM radius rho (>= 0; 0 = plain GD)")
+    p.add_argument("--rho", type=float, default=0.0,
+                   help="SAM radius rho of the SAM family (sam, usam; >= 0; default 0 = plain GD)")
+    p.add_argument("--optimizer", default=None,
+                   help="sam, usam, momentum, adam, rmsprop or one named under `optimizers:` in params.yaml "
+                        "(default: the task's `optimizer:` block, else sam); settings with --set optimizer.KEY=VALUE")
     p.add_argument("--seed", type=int, default=None,
                    help="seed of the initialisation and batches (default: the task's `seed` in params.yaml)")
     p.add_argument("--out", required=True,

@@ -13,8 +13,6 @@ figures ask the registry.
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import sys
 from collections.abc import Callable
@@ -24,6 +22,7 @@ from types import ModuleType
 from typing import Any
 
 from samedge.errors import ConfigError
+from samedge.registry import import_spec, resolve_spec
 
 BUILTIN: dict[str, str] = {
     "mnist": "samedge.tasks.mnist",
@@ -94,9 +93,7 @@ def register_user_tasks(params: dict, base_dir: str | os.PathLike = ".") -> None
     for name, entry in (params.get("tasks") or {}).items():
         if name in BUILTIN:
             raise TaskError(f"tasks.{name}: a built-in task has this name; choose another")
-        spec = entry["module"]
-        if spec.endswith(".py") and not Path(spec).is_absolute():
-            spec = str((Path(base_dir) / spec).resolve())
+        spec = resolve_spec(entry["module"], base_dir)
         if _user_modules.get(name, spec) != spec:
             _loaded.pop(name, None)
         _user_modules[name] = spec
@@ -125,21 +122,7 @@ def module_file(name: str) -> Path:
 
 
 def _import(spec: str) -> ModuleType:
-    if spec in BUILTIN.values():  # an import error here is a bug in samedge, not bad input
-        return importlib.import_module(spec)
-    try:
-        if not spec.endswith(".py"):
-            return importlib.import_module(spec)
-        module_name = f"samedge_user_task_{Path(spec).stem}"
-        found = importlib.util.spec_from_file_location(module_name, spec)
-        if found is None or found.loader is None or not Path(spec).is_file():
-            raise FileNotFoundError(spec)
-        module = importlib.util.module_from_spec(found)
-        sys.modules[module_name] = module
-        found.loader.exec_module(module)
-        return module
-    except (ImportError, FileNotFoundError) as exc:
-        raise TaskError(f"task module {spec}: cannot import it ({type(exc).__name__}: {exc})") from exc
+    return import_spec(spec, BUILTIN.values(), "samedge_user_task_", TaskError, "task")
 
 
 def _task_of(module: ModuleType, name: str, spec: str) -> Task:

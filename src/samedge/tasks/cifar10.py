@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torchvision.datasets import CIFAR10
 
-from samedge.batches import FullBatch, full_batch
+from samedge.batches import FullBatch, Minibatches, prepared_batches
 from samedge.data import Dataset
 from samedge.data_fetch import DataError, Source, SourceFile, download_archive_members
 from samedge.data_prepare import Prepared, center_images, content_sha256, read_cifar_arrays
@@ -65,8 +65,8 @@ def build_model(model_cfg: dict) -> CNN:
     return build_from_config(CNN, model_cfg)
 
 
-def batches(cfg: dict, data_dir: Path, device: torch.device) -> FullBatch:
-    return full_batch("cifar10", cfg, data_dir, device)
+def batches(cfg: dict, data_dir: Path, device: torch.device) -> FullBatch | Minibatches:
+    return prepared_batches("cifar10", cfg, data_dir, device)
 
 
 TASK = Task(name="cifar10", label="CIFAR-10 (CNN)", build_model=build_model, loss=mse_loss, batches=batches,

@@ -7,7 +7,7 @@ import torch
 from torchvision.datasets import MNIST
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
-from samedge.batches import FullBatch, full_batch
+from samedge.batches import FullBatch, Minibatches, prepared_batches
 from samedge.data import Dataset
 from samedge.data_fetch import Source, SourceFile, download_mirrored
 from samedge.data_prepare import Prepared, center_images, check_images, read_idx
@@ -47,8 +47,8 @@ def build_model(model_cfg: dict) -> MLP:
     return build_from_config(MLP, model_cfg)
 
 
-def batches(cfg: dict, data_dir: Path, device: torch.device) -> FullBatch:
-    return full_batch("mnist", cfg, data_dir, device)
+def batches(cfg: dict, data_dir: Path, device: torch.device) -> FullBatch | Minibatches:
+    return prepared_batches("mnist", cfg, data_dir, device)
 
 
 TASK = Task(name="mnist", label="MNIST (MLP)", build_model=build_model, loss=mse_loss, batches=batches,
