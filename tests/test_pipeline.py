@@ -51,10 +51,11 @@ def test_one_training_job_per_grid_point(fresh_copy, env, profile):
     train = next(job for job in jobs if job["rule"] == "train")
     assert f"--profile {profile}" in train["shell"] and "--device cpu" in train["shell"]
     assert train["benchmark"].startswith("results/benchmarks/") and train["log"].startswith("logs/")
-    assert {job["rule"] for job in jobs} >= {"fetch", "aggregate", "paper_figures", "run_figures", "all"}
-    [paper] = [job for job in jobs if job["rule"] == "paper_figures"]  # every figure in one job
-    assert sorted(paper["output"].split(", ")) == sorted(
-        str(path) for number in FIGURES for path in figure_files(number))
+    assert {job["rule"] for job in jobs} >= {"fetch", "aggregate", "draw_figures", "all"}
+    [draw] = [job for job in jobs if job["rule"] == "draw_figures"]  # every figure in one job
+    assert sorted(draw["output"].split(", ")) == sorted(
+        [*(str(path) for number in FIGURES for path in figure_files(number)),
+         "results/figures/runs", "results/figures/tasks"])
 
 
 def test_cuda_switch_claims_a_gpu_per_training_job(fresh_copy, env):
@@ -148,7 +149,7 @@ def test_second_invocation_does_nothing(smoke, tmp_path_factory, mirror):
     assert "Nothing to be done" in out.stdout + out.stderr
 
 
-PLOTTING = {"paper_figures", "run_figures", "grid_figures"}
+PLOTTING = {"draw_figures"}
 TRAINING = {"train", "aggregate", *PLOTTING}
 
 
