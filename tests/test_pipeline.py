@@ -17,6 +17,7 @@ from samedge.config import load_params
 from samedge.runs import profile_runs
 from samedge.figure_specs import FIGURES, figure_files, run_figure_files
 from samedge.codedeps import module_file
+from tests import browser
 from tests.pipeline_workspace import (NEWCOMER_PATH, SMOKE, SNAKEMAKE, clone_workspace, copy_repo,
                                       dry_run_jobs, run, smoke_run, smoke_workspace, tool_env)
 
@@ -176,3 +177,16 @@ def test_editing_package_code_reruns_the_stages_that_import_it(smoke, tmp_path, 
     if "train" in rerun:  # every run of the grid, and no data fetched again
         assert len([job for job in jobs if job["rule"] == "train"]) == len(
             profile_runs(load_params(ws / "params.yaml"), "smoke"))
+
+
+@pytest.mark.slow
+def test_report_landing_page_shows_the_answer_in_a_browser(smoke, tmp_path):
+    """In headless chromium, with no click: the headline figure and the edge-agreement table."""
+    if browser.CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium): the report is not rendered")
+    dom = browser.rendered_dom(smoke / "results/report.html")
+    assert 'alt="headline figure' in dom and "claim tested" in dom and "holds" in dom
+    assert 'download="edge_agreement.csv"' in dom
+    shots = browser.report_screenshots(smoke / "results/report.html", tmp_path)
+    assert [shot.name for shot in shots] == ["landing.png", "edge_agreement.png", "runs.png"]
+    assert all(shot.stat().st_size > 20_000 for shot in shots)  # rendered pages, not blank ones

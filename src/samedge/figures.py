@@ -237,6 +237,8 @@ def save(fig: Figure, pdf: Path, png: Path) -> None:
     """Write the figure as PDF and PNG (atomically), then free it. The tight box is measured once for
     both (bbox_inches="tight" draws each format twice: once to measure, once to write)."""
     with mpl.rc_context(THEME):
+        if fig.get_layout_engine() is not None:  # constrained layout places the axes when drawn
+            fig.draw_without_rendering()
         box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(mpl.rcParams["savefig.pad_inches"])
         for path, fmt in ((pdf, "pdf"), (png, "png")):
             with atomic_write(path) as tmp:

@@ -7,8 +7,10 @@ rule draw_figures:
     input:
         metrics="results/metrics.csv",
         runs="results/runs.csv",
+        agreement="results/edge_agreement.csv",
     output:
         **paper_figure_outputs(),
+        **summary_outputs(),
         # Which runs get a set is known only after training (runs.csv says which): directory outputs.
         runs=report(
             directory("results/figures/runs"),
@@ -33,7 +35,7 @@ rule draw_figures:
     threads: 2
     container: CONTAINER
     shell:
-        "samedge figure all runs grids --jobs {threads} --x {params.x} --results results --out results/figures"
+        "samedge figure summary all runs grids --jobs {threads} --x {params.x} --results results --out results/figures"
         " > {log} 2>&1"
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from samedge.errors import ConfigError
 
-TARGETS = ("all", "run", "runs", "grids")
+TARGETS = ("all", "run", "runs", "grids", "summary")
 
 
 def parse_target(text: str) -> int | str:
@@ -42,6 +42,8 @@ def items(target: int | str, args: argparse.Namespace, results: Any) -> list[Ite
         return [("run", key) for key in figures.completed_runs(results)]
     if target == "grids":
         return [("grid", task) for task in results.tasks()]
+    if target == "summary":
+        return [("summary", args.results)]
     return [("paper", number) for number in (FIGURES if target == "all" else [target])]
 
 
@@ -58,11 +60,28 @@ def draw(item: Item, out: Path, x: str) -> str:
         fig, files = figures.run_figure(_results, what, x=x), run_figure_files(what, out_dir=out)
     elif kind == "grid":
         fig, files = figures.grid_figure(_results, what, x=x), grid_figure_files(what, out_dir=out)
+    elif kind == "summary":
+        return "\n".join(map(str, summarise(Path(what), out)))
     else:
         fig, files = figures.paper_figure(what, _results, x), figure_files(what, out)
     note = figures.footnote(fig) if kind == "paper" else ""
     figures.save(fig, *files)
     return "\n".join([str(files[0]), *(f"  {line}" for line in note.splitlines())])
+
+
+def summarise(results_dir: Path, out: Path) -> list[Path]:
+    """The report's landing page: the headline figure, then the HTML of the tables (embedding it)."""
+    import pandas as pd
+
+    from samedge import figures, summary
+    from samedge.figure_specs import headline_files, summary_dir
+
+    agreement = results_dir / "edge_agreement.csv"
+    if not agreement.is_file():
+        raise ConfigError(f"{agreement}: not found; run `samedge aggregate` first")
+    files = headline_files(out)
+    figures.save(summary.headline_figure(pd.read_csv(agreement)), *files)
+    return [files[0], *summary.write_summary(results_dir, summary_dir(out), files[1])]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,10 +117,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "figure", help="draw a paper figure (1-16), all of them, or the per-run figure sets",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("target", metavar="NUMBER|all|run|runs|grids", nargs="+",
+    parser.add_argument("target", metavar="NUMBER|all|run|runs|grids|summary", nargs="+",
                         help="one or more of: a figure number as in the paper; 'all'; 'run' (one run's set, with "
                              "--task/--lr/--rho[/--seed]); 'runs' (the set of every run that did not diverge); "
-                             "'grids' (a grid figure per task in the results, under OUT/tasks/)")
+                             "'grids' (a grid figure per task in the results, under OUT/tasks/); 'summary' (the report's "
+                             "landing page: the edge-agreement table as HTML and the headline figure, under "
+                             "OUT/summary/)")
     parser.add_argument("--results", type=Path, default=Path("results"),
                         help="folder with metrics.csv and runs.csv from `samedge aggregate` (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("results/figures"),
