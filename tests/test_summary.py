@@ -35,3 +35,13 @@ def test_summary_pages_lead_with_the_claims_and_embed_the_csvs(tmp_path):
         csv = base64.b64decode(re.search(r'download="%s.csv" href="data:text/csv;base64,([^"]+)"' % name, page)[1])
         assert csv == (tmp_path / f"{name}.csv").read_bytes()                        # the CSV, whole, beside the table
         assert "<table" in page and "nan" not in page
+
+
+def test_summary_pages_are_byte_stable(tmp_path):
+    write_grid(tmp_path / "runs", tasks=("mnist",))
+    aggregate(tmp_path / "runs", tmp_path)
+    pages = []
+    for out in ("a", "b"):
+        assert main(["figure", "summary", "--results", str(tmp_path), "--out", str(tmp_path / out)]) == 0
+        pages.append([p.read_bytes() for p in sorted(summary_dir(tmp_path / out).iterdir())])
+    assert pages[0] == pages[1]

@@ -74,7 +74,7 @@ def _rounded(table: pd.DataFrame) -> pd.DataFrame:
 def table_html(view: pd.DataFrame) -> str:
     classes = [[f"holds-{'yes' if v == 'yes' else 'no'}" if c == "holds" else "" for c in view.columns]
                for v in view.get("holds", pd.Series([""] * len(view)))]
-    styler = (view.style.hide(axis="index").format(precision=3, na_rep="")
+    styler = (view.style.set_uuid("samedge").hide(axis="index").format(precision=3, na_rep="")  # stable ids: byte-stable pages
               .set_td_classes(pd.DataFrame(classes, index=view.index, columns=view.columns)))
     return styler.to_html(table_attributes='class="samedge-table"')
 
