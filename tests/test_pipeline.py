@@ -15,7 +15,7 @@ import yaml
 
 from samedge.config import load_params
 from samedge.runs import profile_runs
-from samedge.figure_specs import FIGURES, figure_files, run_figure_files
+from samedge.figure_specs import FIGURES, figure_files, headline_files, run_figure_files
 from samedge.codedeps import module_file
 from tests import browser
 from tests.pipeline_workspace import (NEWCOMER_PATH, SMOKE, SNAKEMAKE, clone_workspace, copy_repo,
@@ -55,7 +55,8 @@ def test_one_training_job_per_grid_point(fresh_copy, env, profile):
     assert {job["rule"] for job in jobs} >= {"fetch", "aggregate", "draw_figures", "all"}
     [draw] = [job for job in jobs if job["rule"] == "draw_figures"]  # every figure in one job
     assert sorted(draw["output"].split(", ")) == sorted(
-        [*(str(path) for number in FIGURES for path in figure_files(number)),
+        [*(str(path) for number in FIGURES for path in figure_files(number)), *map(str, headline_files()),
+         *(f"results/figures/summary/{name}.html" for name in ("landing", "edge_agreement", "runs")),
          "results/figures/runs", "results/figures/tasks"])
 
 
