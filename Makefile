@@ -11,7 +11,7 @@ IMAGE   := containers/samedge.sif
 CONFIG  := $(if $(PROFILE),--config profile=$(PROFILE))
 PLOTS_TEMPLATE := .dvc/plots/offline.html
 
-.PHONY: install pipeline report unlock test bench container container-check
+.PHONY: install pipeline report report-screenshots unlock test bench container container-check
 install: $(VENV)/.installed $(PLOTS_TEMPLATE)
 
 $(VENV)/.installed: pyproject.toml requirements/lock.txt
@@ -30,6 +30,11 @@ pipeline: install
 
 report: install
 	$(BIN)/snakemake --report results/report.html $(CONFIG)
+
+# The report as a reader sees it, in headless chromium (Debian: apt-get install chromium):
+# results/screenshots/landing.png (the answer first) and one PNG per table page.
+report-screenshots: report
+	$(BIN)/python tests/browser.py results/report.html results/screenshots
 
 # After a killed Snakemake (SIGKILL, a closed terminal) the next run stops with "Directory cannot
 # be locked": this removes the stale lock. Only when no other Snakemake runs in this directory.

@@ -16,7 +16,7 @@ from samedge.config import ConfigError
 from samedge.figure_specs import FIGURES, figure_files, grid_figure_files, run_figure_files
 from samedge.runs import RunKey
 from samedge.tasks import get_task
-from tests.synthetic import DIVERGED, EMPTY, GRID, write_grid, write_run
+from tests.synthetic import DIVERGED, EMPTY, GRID, metrics_frame, write_grid, write_run
 
 REPORT = Path(__file__).resolve().parents[1] / "workflow" / "report"
 
@@ -214,3 +214,43 @@ def test_optimizer_figures_one_per_optimizer_and_one_per_task(tmp_path):
     side = beyond_figures.side_by_side_figure(metrics, runs, "mnist")
     assert [ax.get_title() for ax in side.axes if ax.get_visible()] == ["sam", "momentum"]
     assert len(figures.Results.load(tmp_path).runs) == 1  # the paper's figures: the GD run only
+
+
+def _labelled_ticks(ax) -> list[float]:
+    lo, hi = sorted(ax.get_ylim())
+    return [t for t in ax.yaxis.get_majorticklocs() if lo <= t <= hi]
+
+
+def test_every_log_axis_has_two_tick_labels_even_on_a_short_range(tmp_path):
+    """A loss from 0.03 to 0.2 (less than a decade) still reads: at least two labelled ticks."""
+    metrics = pd.DataFrame({**{c: v for c, v in metrics_frame(0.3, 0.1).items()},
+                            "loss": np.linspace(0.2, 0.03, 16)})
+    write_run(tmp_path / "runs", "mnist", 0.3, 0.1, metrics=metrics)
+    write_run(tmp_path / "runs", "mnist", 0.3, 0.0)
+    aggregate(tmp_path / "runs", tmp_path)
+    loaded = figures.Results.load(tmp_path)
+    figs = [figures.paper_figure(n, loaded) for n in (3, 5)] + [figures.run_figure(loaded, RunKey("mnist", 0.3, 0.1))]
+    log_axes = [ax for fig in figs for ax in fig.axes if ax.get_yscale() == "log"]
+    assert len(log_axes) == 4
+    for ax in log_axes:
+        ax.figure.canvas.draw()
+        assert len(_labelled_ticks(ax)) >= 2, ax.get_title()
+
+
+def test_ratio_panel_clips_an_early_spike_and_marks_it(tmp_path):
+    metrics = metrics_frame(0.3, 0.1)
+    metrics.loc[0, "lambda_1"] = 30 * metrics.loc[0, "sam_edge"]      # the starting spike
+    write_run(tmp_path / "runs", "mnist", 0.3, 0.1, metrics=metrics)
+    aggregate(tmp_path / "runs", tmp_path)
+    fig = figures.run_figure(figures.Results.load(tmp_path), RunKey("mnist", 0.3, 0.1))
+    ratio = next(ax for ax in fig.axes if ax.get_title() == figures.RUN_PANELS[1])
+    lo, hi = ratio.get_ylim()
+    assert lo <= 0.9 and 1.1 <= hi <= figures.RATIO_VIEW[1]       # the band in view, the spike not
+    [marker] = [line for line in ratio.lines if line.get_gid() == "clipped"]
+    np.testing.assert_allclose(marker.get_xydata(), [[0.0, hi]])  # at step 0, on the top edge
+    assert any("▲ clipped, above 2: 30" in t.get_text() for t in ratio.texts)
+
+
+def test_steps_are_the_default_x_axis(loaded):
+    assert all(ax.get_xlabel() in ("step", "") for ax in figures.paper_figure(2, loaded).axes)
+    assert figures.run_figure(loaded, RunKey("mnist", 0.3, 0.0)).axes[-1].get_xlabel() == "step"

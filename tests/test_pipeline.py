@@ -15,8 +15,9 @@ import yaml
 
 from samedge.config import load_params
 from samedge.runs import profile_runs
-from samedge.figure_specs import FIGURES, figure_files, run_figure_files
+from samedge.figure_specs import FIGURES, figure_files, headline_files, run_figure_files
 from samedge.codedeps import module_file
+from tests import browser
 from tests.pipeline_workspace import (NEWCOMER_PATH, SMOKE, SNAKEMAKE, clone_workspace, copy_repo,
                                       dry_run_jobs, run, smoke_run, smoke_workspace, tool_env)
 
@@ -51,10 +52,12 @@ def test_one_training_job_per_grid_point(fresh_copy, env, profile):
     train = next(job for job in jobs if job["rule"] == "train")
     assert f"--profile {profile}" in train["shell"] and "--device cpu" in train["shell"]
     assert train["benchmark"].startswith("results/benchmarks/") and train["log"].startswith("logs/")
-    assert {job["rule"] for job in jobs} >= {"fetch", "aggregate", "paper_figures", "run_figures", "all"}
-    [paper] = [job for job in jobs if job["rule"] == "paper_figures"]  # every figure in one job
-    assert sorted(paper["output"].split(", ")) == sorted(
-        str(path) for number in FIGURES for path in figure_files(number))
+    assert {job["rule"] for job in jobs} >= {"fetch", "aggregate", "draw_figures", "all"}
+    [draw] = [job for job in jobs if job["rule"] == "draw_figures"]  # every figure in one job
+    assert sorted(draw["output"].split(", ")) == sorted(
+        [*(str(path) for number in FIGURES for path in figure_files(number)), *map(str, headline_files()),
+         *(f"results/figures/summary/{name}.html" for name in ("landing", "edge_agreement", "runs")),
+         "results/figures/runs", "results/figures/tasks"])
 
 
 def test_cuda_switch_claims_a_gpu_per_training_job(fresh_copy, env):
@@ -148,7 +151,7 @@ def test_second_invocation_does_nothing(smoke, tmp_path_factory, mirror):
     assert "Nothing to be done" in out.stdout + out.stderr
 
 
-PLOTTING = {"paper_figures", "run_figures", "grid_figures"}
+PLOTTING = {"draw_figures"}
 TRAINING = {"train", "aggregate", *PLOTTING}
 
 
@@ -175,3 +178,20 @@ def test_editing_package_code_reruns_the_stages_that_import_it(smoke, tmp_path, 
     if "train" in rerun:  # every run of the grid, and no data fetched again
         assert len([job for job in jobs if job["rule"] == "train"]) == len(
             profile_runs(load_params(ws / "params.yaml"), "smoke"))
+
+
+@pytest.mark.slow
+def test_report_landing_page_shows_the_answer_in_a_browser(smoke, tmp_path):
+    """In headless chromium, with no click: the headline figure and the edge-agreement table."""
+    if browser.CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium): the report is not rendered")
+    report = smoke / "results/report.html"
+    dom = browser.rendered_dom(report)
+    # The file holds the landing page as a JSON string (quotes escaped): unescaped, it was rendered.
+    shown = ['alt="headline figure', 'id="T_samedge"', 'download="edge_agreement.csv"']
+    assert not any(text in report.read_text() for text in shown)
+    assert all(text in dom for text in shown) and "claim tested" in dom
+    assert dom.index('id="T_samedge"') < dom.index("Reproduction of Long")  # the answer first
+    shots = browser.report_screenshots(smoke / "results/report.html", tmp_path)
+    assert [shot.name for shot in shots] == ["landing.png", "edge_agreement.png", "runs.png"]
+    assert all(shot.stat().st_size > 20_000 for shot in shots)  # rendered pages, not blank ones

@@ -75,6 +75,16 @@ def side_by_side_figure_files(task: str, out_dir: str | Path = "results/figures"
     return _pair(Path(out_dir) / "optimizers" / f"{task}_side_by_side")
 
 
+def summary_dir(out_dir: str | Path = "results/figures") -> Path:
+    """Where `samedge figure summary` writes the report's landing page, headline figure and table pages."""
+    return Path(out_dir) / "summary"
+
+
+def headline_files(out_dir: str | Path = "results/figures") -> tuple[Path, Path]:
+    """The (pdf, png) of the headline figure: lambda_1 over its edge at every grid point."""
+    return _pair(summary_dir(out_dir) / "headline")
+
+
 def _pair(stem: Path) -> tuple[Path, Path]:
     # Not Path.with_suffix: "..._rho0.1" would lose its ".1".
     return stem.parent / f"{stem.name}.pdf", stem.parent / f"{stem.name}.png"

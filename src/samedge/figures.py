@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 import matplotlib as mpl
-import matplotlib.pyplot as plt
+
+mpl.use("Agg")  # files only: no window, and no GUI toolkit to import
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -50,11 +52,11 @@ class Style(NamedTuple):
 
 
 _CB = sns.color_palette("colorblind").as_hex()
-LAM = {f"lambda_{i}": rf"$\lambda_{i}$" for i in (1, 2, 3)}
-GD_EDGE, SAM_EDGE, OPNORM = r"$2/\eta$", "SAM edge", r"$\|H\|$ = max$_i\,|\lambda_i|$"
-ALIGN = {"align_grad": r"$|\cos(\nabla L(w),\, v_1)|$",
-         "align_sam_grad": r"$|\cos(\nabla L(w + \rho g/\|g\|),\, v_1)|$ (SAM)"}
-RATIO = r"$\lambda_1$ / SAM edge"
+# Plain Unicode labels, not mathtext: parsing $...$ took a third of the drawing time (figure 1 keeps its formula).
+LAM = {f"lambda_{i}": f"λ{chr(0x2080 + i)}" for i in (1, 2, 3)}
+GD_EDGE, SAM_EDGE, OPNORM = "2/η", "SAM edge", "‖H‖ = maxᵢ |λᵢ|"
+ALIGN = {"align_grad": "|cos(∇L(w), v₁)|", "align_sam_grad": "|cos(∇L(w + ρg/‖g‖), v₁)| (SAM)"}
+RATIO = "λ₁ / SAM edge"
 EIGS = {**LAM, "gd_edge": GD_EDGE, "sam_edge": SAM_EDGE}
 STYLES = {
     LAM["lambda_1"]: Style(_CB[0], ""), LAM["lambda_2"]: Style(_CB[2], ""),
@@ -81,7 +83,7 @@ def base_optimizer(task: str) -> str:
 
 def loss_label(task: str, rho: float) -> str:
     name = base_optimizer(task) if rho == 0 else "SAM"
-    return rf"{name} ($\rho$ = {fmt_value(rho)})"
+    return f"{name} (ρ = {fmt_value(rho)})"
 
 
 def _style(label: str) -> Style:
@@ -213,9 +215,9 @@ def _finish(grid: sns.FacetGrid, title: str, xlabel: str, ylabel: str, legend: l
     for ax in grid.axes.flat:
         if ax.get_gid() == "empty":
             ax.set(xlabel="", ylabel="")
-    if legend:
-        grid.add_legend(legend_data=dict(zip(legend, _legend_handles(legend))), label_order=legend)
     fig = grid.figure
+    if legend:  # beside the panels; not grid.add_legend, which draws the whole figure twice to place it
+        fig.legend(_legend_handles(legend), legend, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.suptitle(title, y=1.0, va="bottom")
     if notes:
         fig.text(0.01, 0.0, "\n".join(notes), ha="left", va="top", fontsize=7.5, gid="footnote")
@@ -239,10 +241,15 @@ def footnote(fig: Figure) -> str:
 
 
 def save(fig: Figure, pdf: Path, png: Path) -> None:
-    """Write the figure as PDF and PNG (atomically), then free it."""
-    for path, fmt in ((pdf, "pdf"), (png, "png")):
-        with atomic_write(path) as tmp, mpl.rc_context(THEME):
-            fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight", metadata=SAVE_METADATA[fmt])
+    """Write the figure as PDF and PNG (atomically), then free it. The tight box is measured once for
+    both (bbox_inches="tight" draws each format twice: once to measure, once to write)."""
+    with mpl.rc_context(THEME):
+        if fig.get_layout_engine() is not None:  # constrained layout places the axes when drawn
+            fig.draw_without_rendering()
+        box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(mpl.rcParams["savefig.pad_inches"])
+        for path, fmt in ((pdf, "pdf"), (png, "png")):
+            with atomic_write(path) as tmp:
+                fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches=box, metadata=SAVE_METADATA[fmt])
     plt.close(fig)
 
 
@@ -250,16 +257,30 @@ def _plain(value: float, _pos: int | None = None) -> str:
     return f"{value:g}"
 
 
-def _plain_minor(value: float, _pos: int | None = None) -> str:
-    """Minor log ticks labelled at 2 and 5 times a power of ten, so short ranges still read."""
-    mantissa = round(value / 10 ** math.floor(math.log10(value))) if value > 0 else 0
-    return f"{value:g}" if mantissa in (2, 5) else ""
+class ReadableLogLocator(ticker.Locator):
+    """Major ticks of a log axis, at least two in view: decades where the axis spans two or more,
+    else 1-2-5 times a power of ten, else plain linear steps (a short range, e.g. a loss from 0.02
+    to 0.2, would otherwise show a single label)."""
+
+    def __call__(self) -> np.ndarray:
+        return self.tick_values(*self.axis.get_view_interval())
+
+    def tick_values(self, vmin: float, vmax: float) -> np.ndarray:
+        lo, hi = sorted((vmin, vmax))
+        inside = np.array([])
+        for locator in (ticker.LogLocator(), ticker.LogLocator(subs=(1.0, 2.0, 5.0)), ticker.MaxNLocator(nbins=4)):
+            ticks = locator.tick_values(lo, hi)
+            inside = ticks[(ticks >= lo) & (ticks <= hi) & (ticks > 0)]
+            if len(inside) >= 2:
+                break
+        return inside
 
 
 def _log_y(ax: Axes) -> None:
     ax.set_yscale("log")
+    ax.yaxis.set_major_locator(ReadableLogLocator())
     ax.yaxis.set_major_formatter(ticker.FuncFormatter(_plain))
-    ax.yaxis.set_minor_formatter(ticker.FuncFormatter(_plain_minor))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 def _zoom_ylim(ax: Axes, frame: pd.DataFrame, top_col: str, bottom_col: str) -> None:
@@ -332,7 +353,7 @@ def _only(frames: dict[float, pd.DataFrame]) -> pd.DataFrame:
     return frame
 
 
-def eigenvalue_figure(results: Results, number: int, x: str = "seconds") -> Figure:
+def eigenvalue_figure(results: Results, number: int, x: str = "step") -> Figure:
     """Figures 2/3, 7/8, 12/13: lambda_1..3 with 2/eta (and, for SAM, the SAM edge), a panel per eta."""
     spec = FIGURES[number]
     sam = spec.kind == "eigs_sam"
@@ -347,7 +368,7 @@ def eigenvalue_figure(results: Results, number: int, x: str = "seconds") -> Figu
                       "Hessian eigenvalue", list(series.values()), adjust)
 
 
-def zoom_figure(results: Results, number: int, x: str = "seconds") -> Figure:
+def zoom_figure(results: Results, number: int, x: str = "step") -> Figure:
     """Figures 4, 9 (lambda_1..3) and 14 (operator norm) against the SAM edge, zoomed, no 2/eta."""
     spec = FIGURES[number]
     opnorm = spec.kind == "opnorm_sam_zoom"
@@ -365,7 +386,7 @@ def zoom_figure(results: Results, number: int, x: str = "seconds") -> Figure:
                       lambda frames: _long(with_opnorm(_only(frames)), series), ylabel, list(series.values()), adjust)
 
 
-def loss_figure(results: Results, number: int, x: str = "seconds") -> Figure:
+def loss_figure(results: Results, number: int, x: str = "step") -> Figure:
     """Figures 5, 10, 15: training loss of the base optimizer and SAM at the task's rho, a panel per eta."""
     task = FIGURES[number].task
     rhos = [0.0, get_task(task).paper.rho]
@@ -378,7 +399,7 @@ def loss_figure(results: Results, number: int, x: str = "seconds") -> Figure:
     return _lr_figure(results, number, x, rhos, draw, ylabel, labels, lambda ax, _: _log_y(ax))
 
 
-def alignment_figure(results: Results, number: int, x: str = "seconds") -> Figure:
+def alignment_figure(results: Results, number: int, x: str = "step") -> Figure:
     """Figures 6, 11, 16: |cos| of the gradient and of SAM's gradient with v_1, a panel per eta."""
     task = FIGURES[number].task
 
@@ -387,7 +408,7 @@ def alignment_figure(results: Results, number: int, x: str = "seconds") -> Figur
         return _long(frame.assign(**{c: frame[c].abs() for c in ALIGN}), ALIGN)
 
     return _lr_figure(results, number, x, [get_task(task).paper.rho], draw,
-                      r"alignment with $v_1$ ($|\cos|$)", list(ALIGN.values()),
+                      "alignment with v₁ (|cos|)", list(ALIGN.values()),
                       lambda ax, _: ax.set_ylim(0, 1.02))
 
 
@@ -397,7 +418,7 @@ PLOTTERS: dict[str, Callable[..., Figure]] = {
 }
 
 
-def paper_figure(number: int, results: Results | None, x: str = "seconds") -> Figure:
+def paper_figure(number: int, results: Results | None, x: str = "step") -> Figure:
     if number not in FIGURES:
         raise ConfigError(f"figure: unknown figure number {number}; expected 1..{max(FIGURES)}")
     if x not in X_AXES:
@@ -410,8 +431,7 @@ def paper_figure(number: int, results: Results | None, x: str = "seconds") -> Fi
 
 # ---------------------------------------------------------------- a run's set, a task's grid
 
-RUN_PANELS = ["top Hessian eigenvalues", r"$\lambda_1$ / SAM edge (band: ±10%)", "training loss",
-              r"alignment with $v_1$ ($|\cos|$)"]
+RUN_PANELS = ["top Hessian eigenvalues", "λ₁ / SAM edge (band: ±10%)", "training loss", "alignment with v₁ (|cos|)"]
 
 
 def completed_runs(results: Results) -> list[RunKey]:
@@ -420,7 +440,7 @@ def completed_runs(results: Results) -> list[RunKey]:
     return [RunKey(task, *parse_run_name(run)) for task, run in runs[["task", "run"]].itertuples(index=False)]
 
 
-def run_figure(results: Results, key: RunKey, x: str = "seconds") -> Figure:
+def run_figure(results: Results, key: RunKey, x: str = "step") -> Figure:
     """A run's supplementary set: eigenvalues with both edges, lambda_1/SAM edge, loss, alignment.
 
     Diverged runs (and runs not in the results) are errors: the supplementary set leaves them out.
@@ -452,6 +472,8 @@ def run_figure(results: Results, key: RunKey, x: str = "seconds") -> Figure:
                 _empty(ax, "no measurements")
         else:
             _dress_run(eig, ratio, loss, align, log_eigs=key.rho > 0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                _clip_ratio(ratio, frame["_x"].to_numpy(), (frame["lambda_1"] / frame["sam_edge"]).to_numpy())
         title = f"{task_label(key.task)}, η = {fmt_value(key.lr)}, {method}{seed}"
         return _finish(grid, title, xlabel, "", [], [])
 
@@ -468,7 +490,30 @@ def _dress_run(eig: Axes, ratio: Axes, loss: Axes, align: Axes, log_eigs: bool) 
                   ncols=2 if ax is eig else 1, loc="best")
 
 
-def grid_figure(results: Results, task: str, x: str = "seconds") -> Figure:
+RATIO_VIEW = (0.0, 2.0)  # the widest lambda_1/SAM-edge range drawn: the +-10% band stays a tenth of the panel
+
+
+def _clip_ratio(ax: Axes, x: np.ndarray, ratio: np.ndarray) -> None:
+    """Limit the ratio panel to the data within RATIO_VIEW (and always the band), so an early
+    spike does not flatten the band; clipped points are marked on the panel's edge, with the
+    extreme value written beside them."""
+    finite = np.isfinite(ratio)
+    if not finite.any():
+        return
+    lo = max(RATIO_VIEW[0], min(0.85, np.min(ratio[finite]) - 0.05))
+    hi = min(RATIO_VIEW[1], max(1.15, np.max(ratio[finite]) + 0.05))
+    ax.set_ylim(lo, hi)
+    for side, edge, marker, arrow, extreme in (("above", hi, "^", "▲", np.max), ("below", lo, "v", "▼", np.min)):
+        clipped = finite & ((ratio > edge) if side == "above" else (ratio < edge))
+        if clipped.any():
+            ax.plot(x[clipped], np.full(clipped.sum(), edge), marker, color=_CB[0], markersize=4, clip_on=False,
+                    gid="clipped")
+            ax.annotate(f"{arrow} clipped, {side} {edge:.3g}: {extreme(ratio[clipped]):.3g}", (x[clipped][0], edge),
+                        xytext=(6, -10 if side == "above" else 4), textcoords="offset points", fontsize=7,
+                        color="#555555")
+
+
+def grid_figure(results: Results, task: str, x: str = "step") -> Figure:
     """A task's whole grid: top-3 eigenvalues, 2/eta and the SAM edge, a panel per (lr, rho), log scale."""
     if task not in results.tasks():
         raise ConfigError(f"figure grid: no {task} runs in the results; tasks there: {results.tasks()}")

@@ -1,14 +1,17 @@
 """How far a run is: step N/M (or training seconds out of train.time_budget_s) with an ETA.
 On a terminal, tqdm's bar; elsewhere (pipeline and cluster logs, where a bar is one endless line)
-the same status as a log line every LOG_EVERY_S seconds and at every tenth of the run."""
+the same status as a log line every LOG_EVERY_S seconds and at every tenth of the run. While the bar
+is shown, console log lines go through tqdm.write, so they print above the bar, not onto it."""
 from __future__ import annotations
 
 import logging
 import sys
 import time
+from contextlib import ExitStack
 from typing import Any, Protocol, TextIO
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 LOG_EVERY_S = 30.0
 LOG_FRACTION = 0.1
@@ -38,6 +41,9 @@ class Progress:
         stream = stream or sys.stderr
         self.bar = tqdm(total=self.total, initial=self.initial, unit=self.unit, desc=desc, mininterval=2.0,
                         bar_format=self.format, file=stream) if stream.isatty() else None
+        self._redirect = ExitStack()
+        if self.bar is not None:
+            self._redirect.enter_context(logging_redirect_tqdm())
         self.start = self.last_log = time.monotonic()
         self.logged = self.initial
         self.next_mark = self.initial + LOG_FRACTION * self.total
@@ -71,5 +77,6 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self._redirect.close()
         elif self._position() > self.logged:  # the final state, unless just logged
             self._log(self._position(), time.monotonic())

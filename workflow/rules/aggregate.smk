@@ -6,18 +6,9 @@ rule aggregate:
         [path for task in TASKS for path in task_run_outputs(task)],
     output:
         metrics="results/metrics.csv",
-        runs=report(
-            "results/runs.csv",
-            caption="../report/runs.rst",
-            category="Tables",
-            labels={"table": "runs"},
-        ),
-        agreement=report(
-            "results/edge_agreement.csv",
-            caption="../report/edge_agreement.rst",
-            category="Tables",
-            labels={"table": "edge agreement"},
-        ),
+        # In the report as HTML pages with the CSV as a download (rule draw_figures).
+        runs="results/runs.csv",
+        agreement="results/edge_agreement.csv",
         summary="results/edge_agreement.json",
     params:
         profile=PROFILE,

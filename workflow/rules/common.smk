@@ -9,7 +9,7 @@ from samedge.codedeps import digest, module_files
 from samedge.codedeps import module_file as codedeps_module_file
 from samedge.config import fmt_value, profile_config, validate_params
 from samedge.runs import profile_runs
-from samedge.figure_specs import FIGURES, figure_files
+from samedge.figure_specs import FIGURES, figure_files, headline_files, summary_dir
 from samedge.optimizers import BUILTIN as OPTIMIZERS_BUILTIN
 from samedge.optimizers import module_file as optimizer_module_file
 from samedge.optimizers import parse_label, register_user_optimizers
@@ -141,4 +141,16 @@ def paper_figure_outputs():
             subcategory=spec.task or "analytic",
             labels={"figure": f"Figure {number}", "title": spec.title},
         )
+    return outputs
+
+
+def summary_outputs():
+    """The report's landing page (workflow/report/workflow.rst includes landing.html), the headline
+    figure, and each table rendered as an HTML page with its CSV as a download (the Tables category)."""
+    folder = summary_dir()
+    outputs = {"landing": str(folder / "landing.html")}
+    outputs["headline_pdf"], outputs["headline_png"] = map(str, headline_files())
+    for name, caption in (("edge_agreement", "edge_agreement"), ("runs", "runs")):
+        outputs[f"{name}_html"] = report(str(folder / f"{name}.html"), caption=f"../report/{caption}.rst",
+                                         category="Tables", labels={"table": name.replace("_", " ")})
     return outputs

@@ -1,32 +1,18 @@
-# Stage 4: every paper figure (numbered as in the paper, from the FIGURES table of
-# samedge.figure_specs) in one job, so the plotting imports are paid once, and the per-run
-# figure sets in another. Each PNG keeps its own caption and place in the report.
+# Stage 4: every figure in one job (numbered as in the paper, from the FIGURES table of
+# samedge.figure_specs; the per-run sets; the task grids), drawn by `--jobs` forked processes that
+# share the plotting imports and tables loaded once. Each PNG keeps its own caption and place in the report.
 
 
-rule paper_figures:
+rule draw_figures:
     input:
         metrics="results/metrics.csv",
         runs="results/runs.csv",
+        agreement="results/edge_agreement.csv",
     output:
         **paper_figure_outputs(),
-    params:
-        code=CODE["figures"],
-    log:
-        "logs/figures/paper.log",
-    threads: 1
-    container: CONTAINER
-    shell:
-        "samedge figure all --results results --out results/figures > {log} 2>&1"
-
-
-# The supplementary set of every run that did not diverge (runs.csv says which), in one job:
-# which files appear is known only after training, hence a directory output.
-rule run_figures:
-    input:
-        metrics="results/metrics.csv",
-        runs="results/runs.csv",
-    output:
-        report(
+        **summary_outputs(),
+        # Which runs get a set is known only after training (runs.csv says which): directory outputs.
+        runs=report(
             directory("results/figures/runs"),
             patterns=["{task}_{run}.png"],
             caption="../report/run_figure.rst",
@@ -34,23 +20,7 @@ rule run_figures:
             subcategory="{task}",
             labels={"run": "{run}"},
         ),
-    params:
-        code=CODE["figures"],
-    log:
-        "logs/figures/runs.log",
-    threads: 1
-    container: CONTAINER
-    shell:
-        "samedge figure runs --results results --out results/figures > {log} 2>&1"
-
-
-# A grid figure per task of the profile (a panel per lr x rho; tasks of your own too), in one job.
-rule grid_figures:
-    input:
-        metrics="results/metrics.csv",
-        runs="results/runs.csv",
-    output:
-        report(
+        tasks=report(
             directory("results/figures/tasks"),
             patterns=["{task}_grid.png"],
             caption="../report/grid_figure.rst",
@@ -59,12 +29,14 @@ rule grid_figures:
         ),
     params:
         code=CODE["figures"],
+        x=config.get("figure_x", "step"),
     log:
-        "logs/figures/grids.log",
-    threads: 1
+        "logs/figures/figures.log",
+    threads: 2
     container: CONTAINER
     shell:
-        "samedge figure grids --results results --out results/figures > {log} 2>&1"
+        "samedge figure summary all runs grids --jobs {threads} --x {params.x} --results results --out results/figures"
+        " > {log} 2>&1"
 
 
 # Beyond the paper, in one job: per optimizer its sharpness against its own edge, per task every
@@ -95,7 +67,5 @@ rule optimizer_figures:
 rule figures:
     localrule: True
     input:
-        rules.paper_figures.output,
-        rules.run_figures.output,
-        rules.grid_figures.output,
+        rules.draw_figures.output,
         rules.optimizer_figures.output,

@@ -7,11 +7,15 @@ Each figure is written as PDF and PNG; a footnote lists the runs left out (e.g. 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from itertools import repeat
 from pathlib import Path
+from typing import Any
 
 from samedge.errors import ConfigError
 
-TARGETS = ("all", "run", "runs", "grids", "optimizers")
+TARGETS = ("all", "run", "runs", "grids", "optimizers", "summary")
 
 
 def parse_target(text: str) -> int | str:
@@ -22,81 +26,137 @@ def parse_target(text: str) -> int | str:
     if text.isdigit() and int(text) in FIGURES:
         return int(text)
     raise ConfigError(f"unknown figure {text!r}; expected a number in 1..{max(FIGURES)}, 'all', 'run', 'runs', "
-                      "'grids' or 'optimizers'")
+                      "'grids', 'optimizers' or 'summary'")
+
+
+# One thing to draw: ("paper", number), ("run", RunKey), ("grid", task), or ("summary" | "optimizers", results folder).
+Item = tuple[str, object]
+
+
+def items(target: int | str, args: argparse.Namespace, results: Any) -> list[Item]:
+    from samedge import figures
+    from samedge.figure_specs import FIGURES
+    from samedge.runs import RunKey
+
+    if target == "run":
+        return [("run", RunKey(args.task, args.lr, args.rho, args.seed))]
+    if target == "runs":
+        return [("run", key) for key in figures.completed_runs(results)]
+    if target == "grids":
+        return [("grid", task) for task in results.tasks()]
+    if target == "summary":
+        return [("summary", args.results)]
+    if target == "optimizers":
+        return [("optimizers", args.results)]
+    return [("paper", number) for number in (FIGURES if target == "all" else [target])]
+
+
+_results: Any = None  # the loaded tables, set before the workers fork (inherited, not pickled)
+
+
+def draw(item: Item, out: Path, x: str) -> str:
+    """Draw and save one figure; what to print about it (its PDF, and for a paper figure its notes)."""
+    from samedge import figures
+    from samedge.figure_specs import figure_files, grid_figure_files, run_figure_files
+
+    kind, what = item
+    if kind == "run":
+        fig, files = figures.run_figure(_results, what, x=x), run_figure_files(what, out_dir=out)
+    elif kind == "grid":
+        fig, files = figures.grid_figure(_results, what, x=x), grid_figure_files(what, out_dir=out)
+    elif kind == "summary":
+        return "\n".join(map(str, summarise(Path(what), out)))
+    elif kind == "optimizers":
+        return "\n".join(map(str, draw_optimizer_figures(Path(what), out)))
+    else:
+        fig, files = figures.paper_figure(what, _results, x), figure_files(what, out)
+    note = figures.footnote(fig) if kind == "paper" else ""
+    figures.save(fig, *files)
+    return "\n".join([str(files[0]), *(f"  {line}" for line in note.splitlines())])
+
+
+def summarise(results_dir: Path, out: Path) -> list[Path]:
+    """The report's landing page: the headline figure, then the HTML of the tables (embedding it)."""
+    import pandas as pd
+
+    from samedge import figures, summary
+    from samedge.figure_specs import headline_files, summary_dir
+
+    agreement = results_dir / "edge_agreement.csv"
+    if not agreement.is_file():
+        raise ConfigError(f"{agreement}: not found; run `samedge aggregate` first")
+    files = headline_files(out)
+    figures.save(summary.headline_figure(pd.read_csv(agreement)), *files)
+    return [files[0], *summary.write_summary(results_dir, summary_dir(out), files[1])]
 
 
 def run(args: argparse.Namespace) -> int:
+    global _results
     from samedge import figures
-    from samedge.figure_specs import FIGURES, figure_files, grid_figure_files, run_figure_files
-    from samedge.runs import RunKey
 
-    target = parse_target(args.target)
+    targets = [parse_target(text) for text in args.target]
     if args.params is not None or Path("params.yaml").is_file():
         from samedge.config import load_params
 
         load_params(args.params or Path("params.yaml"))  # names and labels of your own tasks
     if args.x not in figures.X_AXES:
         raise ConfigError(f"--x {args.x!r}: expected one of {list(figures.X_AXES)}")
-    if target == "run" and None in (args.task, args.lr, args.rho):
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs {args.jobs}: expected a number of processes >= 1")
+    if "run" in targets and None in (args.task, args.lr, args.rho):
         raise ConfigError("figure run: needs --task, --lr and --rho")
-    if target == "optimizers":
-        return draw_optimizer_figures(args.results, args.out)
-    results = None if target == 1 else figures.Results.load(args.results)
-    if target in ("run", "runs"):
-        keys = ([RunKey(args.task, args.lr, args.rho, args.seed)] if target == "run"
-                else figures.completed_runs(results))
-        for key in keys:
-            files = run_figure_files(key, out_dir=args.out)
-            figures.save(figures.run_figure(results, key, x=args.x), *files)
-            print(files[0])
+    _results = None if targets == [1] else figures.Results.load(args.results)
+    todo = [item for target in targets for item in items(target, args, _results)]
+    if args.jobs == 1 or len(todo) < 2:
+        for item in todo:
+            print(draw(item, args.out, args.x), flush=True)
         return 0
-    if target == "grids":
-        for task in results.tasks():
-            files = grid_figure_files(task, out_dir=args.out)
-            figures.save(figures.grid_figure(results, task, x=args.x), *files)
-            print(files[0])
-        return 0
-    for number in FIGURES if target == "all" else [target]:
-        fig = figures.paper_figure(number, results, args.x)
-        note = figures.footnote(fig)
-        files = figure_files(number, args.out)
-        figures.save(fig, *files)
-        print(files[0], *(f"  {line}" for line in note.splitlines()), sep="\n")
+    # Forked workers share the imports and tables the parent has loaded (a few seconds each otherwise).
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=min(args.jobs, len(todo)), mp_context=context) as pool:
+        for text in pool.map(draw, todo, repeat(args.out), repeat(args.x)):
+            print(text, flush=True)
     return 0
 
 
-def draw_optimizer_figures(results_dir: Path, out: Path) -> int:
+def draw_optimizer_figures(results_dir: Path, out: Path) -> list[Path]:
+    """Per optimizer, its sharpness against its edge; per task, every optimizer side by side (their PDFs)."""
     from samedge import beyond_figures, figures
     from samedge.figure_specs import optimizer_figure_files, side_by_side_figure_files
 
     metrics, runs = beyond_figures.load(results_dir)
+    drawn = []
     for optimizer in dict.fromkeys(runs["optimizer"]):
         files = optimizer_figure_files(optimizer, out)
         figures.save(beyond_figures.optimizer_figure(metrics, runs, optimizer), *files)
-        print(files[0])
+        drawn.append(files[0])
     for task in dict.fromkeys(runs["task"]):
         files = side_by_side_figure_files(task, out)
         figures.save(beyond_figures.side_by_side_figure(metrics, runs, task), *files)
-        print(files[0])
-    return 0
+        drawn.append(files[0])
+    return drawn
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "figure", help="draw a paper figure (1-16), all of them, or the per-run figure sets",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("target", metavar="NUMBER|all|run|runs|grids|optimizers",
-                        help="a figure number as in the paper; 'all'; 'run' (one run's set, with "
+    parser.add_argument("target", metavar="NUMBER|all|run|runs|grids|optimizers|summary", nargs="+",
+                        help="one or more of: a figure number as in the paper; 'all'; 'run' (one run's set, with "
                              "--task/--lr/--rho[/--seed]); 'runs' (the set of every run that did not diverge); "
                              "'grids' (a grid figure per task in the results, under OUT/tasks/); 'optimizers' "
                              "(per optimizer, its sharpness against its edge; per task, every optimizer side by "
-                             "side; under OUT/optimizers/)")
+                             "side; under OUT/optimizers/); 'summary' (the report's landing page: the "
+                             "edge-agreement table as HTML and the headline figure, under OUT/summary/)")
     parser.add_argument("--results", type=Path, default=Path("results"),
                         help="folder with metrics.csv and runs.csv from `samedge aggregate` (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("results/figures"),
                         help="figures folder; per-run sets go to OUT/runs/ (default: %(default)s)")
-    parser.add_argument("--x", default="seconds",
-                        help="x-axis: 'seconds' (training time, as in the paper) or 'step' (default: %(default)s)")
+    parser.add_argument("--x", default="step",
+                        help="x-axis: 'step', or 'seconds' (training time, measurements excluded, as in the paper)"
+                             " (default: %(default)s)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="processes drawing side by side (default: %(default)s)")
     parser.add_argument("--task", help="figure run: the task")
     parser.add_argument("--lr", type=float, help="figure run: the learning rate")
     parser.add_argument("--rho", type=float, help="figure run: rho")

@@ -67,6 +67,8 @@ def build_spec(args: argparse.Namespace) -> Any:
     from samedge.config import load_params, load_run_config
     from samedge.optimizers import build
     from samedge.rundir import check_checkpoint_dir, check_out_dir, default_checkpoint_dir
+    from samedge.tasks import get_task
+    from samedge.tasks.contract import check_task
     from samedge.train import RunSpec
 
     check_lr_rho(args.lr, args.rho)
@@ -84,6 +86,7 @@ def build_spec(args: argparse.Namespace) -> Any:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     data = load_data(args, cfg, device)
+    check_task(get_task(args.task), cfg, data, device)  # a broken task contract: one line, before any output
     profile = args.profile or load_params(args.params)["profile"]
     return RunSpec(args.task, args.lr, args.rho, profile, cfg, out_dir, checkpoint_dir, device, data, optimizer)
 
