@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from samedge.data_fetch import MIRROR_ENV, DataError, Source, acquire, origin, trusted_raw
-from samedge.data_prepare import MANIFEST, Prepared, sync_dir, write_prepared
+from samedge.data_prepare import MANIFEST, Prepared, remove_stale, write_prepared
 from samedge.io import read_json, sha256_file
 from samedge.tasks import get_task
 
@@ -32,6 +32,7 @@ class Dataset:
 
     source: Source
     prepare: Callable[[dict[str, Path], Path], Prepared]  # (verified files, scratch dir) -> arrays
+    train_size: int | None = None  # training examples of the full set (a mirror may hold fewer)
 
 
 @dataclass
@@ -66,6 +67,16 @@ def dataset(task: str) -> Dataset:
     return found
 
 
+def train_size(task: str, data_dir: str | os.PathLike = "data") -> int | None:
+    """Training examples of an image task: the prepared set's if fetched (a mirror may hold fewer),
+    else the full set's its Dataset declares; None where unknown (text, a task of your own)."""
+    data = get_task(task).data
+    try:
+        return read_json(Path(data_dir) / "prepared" / task / MANIFEST)["outputs"]["x_train.npy"]["shape"][0]
+    except (OSError, DataError, KeyError, IndexError, TypeError):  # not fetched yet, or not images
+        return None if data is None else data.train_size
+
+
 def fetch(task: str, data_dir: str | os.PathLike = "data") -> list[Path]:
     """Get, verify and prepare one task; idempotent. Returns the files (re)written, none on a clean rerun.
 
@@ -96,7 +107,7 @@ def fetch(task: str, data_dir: str | os.PathLike = "data") -> list[Path]:
             for name, path in files.items():
                 os.replace(path, raw_dir / name)  # verified, same file system: an atomic install
                 written.append(raw_dir / name)
-        sync_dir(raw_dir, set(files))
+        remove_stale(raw_dir, {spec.name for spec in (*src.mirror_files, *src.network_files)}, set(files))
         return written + [prep_dir / name for name in write_prepared(prep_dir, prepared, manifest)]
 
 

@@ -21,11 +21,11 @@ from torch import nn
 from samedge import checkpoint
 from samedge.batches import BatchSource
 from samedge.errors import CheckpointError
-from samedge.io import atomic_write, write_json
+from samedge.io import atomic_write, sha256_file, write_json
 from samedge.progress import Progress
 from samedge.provenance import device_name, versions
 from samedge.monitor import metrics_frame, metrics_row
-from samedge.runs import METRICS_FILE, RECORD_FILE
+from samedge.runs import DIGEST_KEY, METRICS_FILE, RECORD_FILE
 from samedge.sam import GraphedSamGradient, SamGradient, SamTensors, apply_update, sam_gradient_tensors
 from samedge.tasks import get_task
 from samedge.tracker import EigenTracker
@@ -33,6 +33,7 @@ from samedge.tracker import EigenTracker
 log = logging.getLogger("samedge.train")
 
 CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_KEYS = ("identity", "state", "model", "tracker", "rng")  # the keys save_checkpoint writes
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what schedulers expect from a job that stopped on TERM
 # The loop reads the divergence watch (a host-device sync) every this many steps, and at every
 # measurement, checkpoint and the end; the step it reports is exact (recorded on the device).
@@ -183,9 +184,16 @@ class Trainer:
         self._last_checkpoint = time.monotonic()
 
     def try_resume(self) -> bool:
-        if not self.checkpoint_path.is_file():
+        if not self.checkpoint_path.exists():
             return False
+        if not self.checkpoint_path.is_file():  # a save would fail at the first checkpoint, after the work
+            raise CheckpointError(f"checkpoint {self.checkpoint_path} is a folder, not a file; move it away "
+                                  "or give this run another --checkpoint-dir")
         payload = checkpoint.load(self.checkpoint_path, self.spec.device)
+        if not isinstance(payload, dict) or (missing := [k for k in CHECKPOINT_KEYS if k not in payload]):
+            raise CheckpointError(f"checkpoint {self.checkpoint_path} lacks "
+                                  f"{missing if isinstance(payload, dict) else 'its contents'} (not written by "
+                                  "this samedge); delete it to rerun this run from step 0")
         if payload["identity"] != self.spec.identity():
             raise CheckpointError(
                 f"checkpoint {self.checkpoint_path} belongs to a run with another task/lr/rho/seed/config; "
@@ -307,6 +315,7 @@ class Trainer:
                   "total_hvps": sum(r["hvp_count"] for r in state.rows), "measurements": len(state.rows), "resumes": state.resumes}
         with atomic_write(spec.out_dir / METRICS_FILE) as tmp:
             metrics_frame(state.rows).to_csv(tmp, index=False)
+            record[DIGEST_KEY] = sha256_file(tmp)  # what readers check the file against
         write_json(spec.out_dir / RECORD_FILE, record)
         checkpoint.remove(self.checkpoint_path)  # only the files this run wrote
         return record

@@ -26,7 +26,7 @@ def parse_target(text: str) -> int | str:
 def run(args: argparse.Namespace) -> int:
     from samedge import figures
     from samedge.figure_specs import FIGURES, figure_files, grid_figure_files, run_figure_files
-    from samedge.runs import RunKey
+    from samedge.runs import RunKey, check_output_folder
 
     target = parse_target(args.target)
     if args.params is not None or Path("params.yaml").is_file():
@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--x {args.x!r}: expected one of {list(figures.X_AXES)}")
     if target == "run" and None in (args.task, args.lr, args.rho):
         raise ConfigError("figure run: needs --task, --lr and --rho")
+    check_output_folder(args.out, "--out")
     results = None if target == 1 else figures.Results.load(args.results)
     if target in ("run", "runs"):
         keys = ([RunKey(args.task, args.lr, args.rho, args.seed)] if target == "run"
