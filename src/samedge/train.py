@@ -20,7 +20,7 @@ from torch import nn
 
 from samedge import checkpoint
 from samedge.batches import BatchSource
-from samedge.errors import CheckpointError
+from samedge.errors import CheckpointError, ConfigError
 from samedge.io import atomic_write, sha256_file, write_json
 from samedge.progress import Progress
 from samedge.provenance import device_name, versions
@@ -165,6 +165,9 @@ class Trainer:
         torch.manual_seed(spec.cfg["seed"])
         task = get_task(spec.task)
         self.model: nn.Module = task.build_model(spec.cfg["model"]).to(spec.device)
+        if tracker["k"] > (size := sum(p.numel() for p in self.model.parameters())):
+            raise ConfigError(f"tracker.k: {tracker['k']} eigenvalues of a Hessian of size {size} (the model's "
+                              f"parameters); choose k <= {size}")
         self.loss_fn = task.loss
         self.tracker = EigenTracker(k=tracker["k"], tol=tracker["tol"], max_iters=tracker["max_iters"],
                                     method=tracker["method"], seed=spec.cfg["seed"])
