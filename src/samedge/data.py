@@ -111,6 +111,19 @@ def fetch(task: str, data_dir: str | os.PathLike = "data") -> list[Path]:
         return written + [prep_dir / name for name in write_prepared(prep_dir, prepared, manifest)]
 
 
+def _outputs(manifest: Any, path: Path, task: str) -> dict[str, dict[str, Any]]:
+    """The manifest's outputs {file: {sha256, ...}}; a manifest without them is a DataError naming it."""
+    outputs = manifest.get("outputs") if isinstance(manifest, dict) else None
+    if not isinstance(outputs, dict) or not outputs or not all(
+            isinstance(entry, dict) and isinstance(entry.get("sha256"), str) for entry in outputs.values()):
+        raise DataError(f"{path}: no outputs with their sha256 (edited or damaged); rerun `samedge fetch {task}`")
+    expected = {"train_codes.npy", "test_codes.npy"} if "train_codes.npy" in outputs else {
+        f"{stem}.npy" for stem in ("x_train", "y_train", "x_test", "y_test")}
+    if missing := sorted(expected - set(outputs)):
+        raise DataError(f"{path}: no entry for {missing} (edited or damaged); rerun `samedge fetch {task}`")
+    return outputs
+
+
 def _load_npy(path: Path, entry: dict[str, Any], task: str) -> np.ndarray:
     if not path.is_file() or sha256_file(path) != entry["sha256"]:
         raise DataError(f"{path}: missing or changed since it was prepared; rerun `samedge fetch {task}`")
@@ -129,7 +142,8 @@ def load_task(task: str, data_dir: str | os.PathLike = "data", n_train: int | No
         raise DataError(f"no prepared data for {task!r} in {prep_dir}: "
                         f"run `samedge fetch {task} --data-dir {data_dir}`")
     manifest = read_json(prep_dir / MANIFEST)
-    arrays = {Path(name).stem: _load_npy(prep_dir / name, entry, task) for name, entry in manifest["outputs"].items()}
+    arrays = {Path(name).stem: _load_npy(prep_dir / name, entry, task)
+              for name, entry in _outputs(manifest, prep_dir / MANIFEST, task).items()}
     if "train_codes" in arrays:
         if n_train is not None:
             raise ValueError(f"n_train={n_train}: only image tasks take a prefix, not {task!r}")

@@ -23,6 +23,7 @@ from samedge.io import atomic_write, sha256_file
 
 NUM_CLASSES = 10
 MANIFEST = "manifest.json"
+NPY_MAGIC = np.lib.format.MAGIC_PREFIX  # the first bytes of every .npy file
 
 
 @dataclass
@@ -115,11 +116,18 @@ def npy_sha256(array: np.ndarray) -> str:
 
 def remove_stale(folder: Path, ours: set[str], keep: set[str]) -> None:
     """Remove the files samedge wrote here before (ours: named by its manifest or source) that are no
-    longer kept; anything else (a user's file, Snakemake's .snakemake_timestamp) is left alone."""
+    longer kept, and the .npy writes a kill cut short (atomic_write's name, numpy's header); anything
+    else (a user's file, Snakemake's .snakemake_timestamp) is left alone."""
     for name in ours - keep:
         path = folder / name
         if path.is_file() and not path.is_symlink():
             path.unlink()
+    for name in ours | keep:
+        for stray in folder.glob(f".{name}.*.tmp"):
+            with open(stray, "rb") as fh:
+                ours_too = fh.read(len(NPY_MAGIC)) == NPY_MAGIC
+            if ours_too:
+                stray.unlink()
 
 
 def _recorded_outputs(manifest_path: Path) -> set[str]:
