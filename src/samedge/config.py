@@ -87,14 +87,32 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict:
         params = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    _register_tasks(params, path.parent, str(path))
+    validate_params(params, str(path))
+    return params
+
+
+def _register_tasks(params: Any, folder: Path, source: str) -> None:
+    """The tasks of your own that params names under `tasks:` (module paths relative to folder)."""
     from samedge.tasks import TaskError, register_user_tasks
 
     try:
-        register_user_tasks(params if isinstance(params, dict) else {}, path.parent)
+        register_user_tasks(params if isinstance(params, dict) else {}, folder)
     except (TaskError, KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"{path}: tasks: {exc}") from exc
-    validate_params(params, str(path))
-    return params
+        raise ConfigError(f"{source}: tasks: {exc}") from exc
+
+
+def check_pipeline(config: dict, switches: dict[str, tuple[str, ...]], folder: str | os.PathLike,
+                   data_dir: str | os.PathLike = "data") -> None:
+    """The DAG's check of params.yaml (+ --config) before any job: the switches, then everything the
+    jobs would refuse (the schema, the tasks, and check_profile). Sets each switch's default."""
+    for switch, allowed in switches.items():
+        if config.setdefault(switch, allowed[0]) not in allowed:
+            raise ConfigError(f"--config {switch}={config[switch]!r}: expected one of {list(allowed)}")
+    params = {key: value for key, value in config.items() if key not in switches}
+    _register_tasks(params, Path(folder), "params.yaml")
+    validate_params(params)
+    check_profile(params, data_dir=data_dir)
 
 
 def profile_config(params: dict, profile: str | None = None) -> dict:

@@ -254,8 +254,17 @@ def check_existing_runs(runs_root: str | Path, keys: list[RunKey], rerun: str) -
     that reruns a run, with {folder} for its folder."""
     for key in keys:
         folder = run_dir(runs_root, key)
+        if (folder / RECORD_FILE).is_file() and DIGEST_KEY not in _loose_record(folder / RECORD_FILE):
+            continue  # an older samedge's run: its train code changed, so Snakemake retrains it
         if (folder / RECORD_FILE).is_file() or (folder / METRICS_FILE).is_file():
             try:
                 read_run(runs_root, key)
             except ConfigError as exc:
                 raise ConfigError(f"{exc}. To rerun exactly this run: {rerun.format(folder=folder)}") from None
+
+
+def _loose_record(path: Path) -> dict:
+    try:
+        return read_record(path)
+    except ConfigError:
+        return {DIGEST_KEY: None}  # unreadable: checked (and refused) like any damaged run

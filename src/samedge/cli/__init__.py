@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from samedge.errors import SamedgeError
+from samedge.errors import SamedgeError, one_line
 from samedge.io import FULL
 
 # One module samedge.cli.<command> each: it defines the subcommand's options and imports its heavy
@@ -40,11 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
     for command in COMMANDS:
         importlib.import_module(f"{__name__}.{command}").register(sub)
     return parser
-
-
-def one_line(exc: BaseException) -> str:
-    """A message on one line: a log grep or a scheduler's summary keeps the whole of it."""
-    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
 def main(argv: list[str] | None = None) -> int:

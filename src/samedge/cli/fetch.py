@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 from pathlib import Path
 
 
 def run(args: argparse.Namespace) -> int:
     from samedge.config import load_params
     from samedge.data import dataset, fetch
-    from samedge.rundir import make_writable
+    from samedge.rundir import make_writable, remove_if_empty
 
     params = args.params or (Path("params.yaml") if Path("params.yaml").is_file() else None)
     if params is not None:
@@ -19,9 +18,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         written = fetch(args.task, args.data_dir)
     except BaseException:
-        if created:  # a failed first fetch leaves no empty folder behind
-            with contextlib.suppress(OSError):
-                args.data_dir.rmdir()
+        remove_if_empty(created)  # a failed first fetch leaves no empty folder behind
         raise
     print(f"{args.task}: {len(written)} file(s) written; prepared data verified in "
           f"{args.data_dir / 'prepared' / args.task}")
