@@ -164,6 +164,7 @@ EDITS = {
     "HVP counts swapped between rows": lambda m, gd: m.assign(hvp_count=[13, 11, *m["hvp_count"].iloc[2:]]),
     "rows reordered": lambda m, gd: m.iloc[[1, 0, *range(2, len(m))]],
     "a row deleted": lambda m, gd: m.drop(index=5),
+    "rows truncated": lambda m, gd: m.iloc[:-3],
     "NaN in lambda_2": lambda m, gd: m.assign(lambda_2=m["lambda_2"].where(m.index != 2)),
     "NaN in align_grad": lambda m, gd: m.assign(align_grad=m["align_grad"].where(m.index != 2)),
     "NaN in train_seconds": lambda m, gd: m.assign(train_seconds=m["train_seconds"].where(m.index != 2)),

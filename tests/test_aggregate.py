@@ -16,6 +16,7 @@ from samedge.config import ConfigError, grid, load_params
 from samedge.errors import RunDirError
 from samedge.io import sha256_file
 from samedge.runs import RunKey, read_run
+from tests.drill import EDITS, text_in
 from tests.synthetic import DIVERGED, EMPTY, GRID, metrics_frame, write_grid, write_run
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
@@ -147,30 +148,6 @@ def test_bad_run_json(tmp_path, change, message):
         read_run(tmp_path / "runs", RunKey("mnist", 0.3, 0.1))
 
 
-def _text(m: pd.DataFrame, col: str) -> pd.DataFrame:
-    return m.astype({col: object}).assign(**{col: ["abc", *m[col].iloc[1:]]})
-
-
-# Every kind of edit or mix-up that issue 21's drill found passing aggregation, and a few more.
-EDITS = {
-    "lambda_1 scaled": lambda m, gd: m.assign(lambda_1=m["lambda_1"] * 1.01),
-    "a loss changed": lambda m, gd: m.assign(loss=m["loss"].where(m.index != 4, 0.5)),
-    "a step changed": lambda m, gd: m.assign(step=m["step"].where(m.index != 3, 31)),
-    "HVP counts swapped between rows": lambda m, gd: m.assign(hvp_count=[13, 11, *m["hvp_count"].iloc[2:]]),
-    "rows reordered": lambda m, gd: m.iloc[[1, 0, *range(2, len(m))]],
-    "a row deleted": lambda m, gd: m.drop(index=5),
-    "rows truncated": lambda m, gd: m.iloc[:-3],
-    "NaN in lambda_2": lambda m, gd: m.assign(lambda_2=m["lambda_2"].where(m.index != 2)),
-    "NaN in align_grad": lambda m, gd: m.assign(align_grad=m["align_grad"].where(m.index != 2)),
-    "NaN in train_seconds": lambda m, gd: m.assign(train_seconds=m["train_seconds"].where(m.index != 2)),
-    "inf in lambda_3": lambda m, gd: m.assign(lambda_3=m["lambda_3"].where(m.index != 2, np.inf)),
-    "text in test_loss": lambda m, gd: _text(m, "test_loss"),
-    "text in lambda_1": lambda m, gd: _text(m, "lambda_1"),
-    "a column dropped": lambda m, gd: m.drop(columns="align_sam_grad"),
-    "the GD run's metrics.csv copied in": lambda m, gd: gd,
-}
-
-
 @pytest.mark.parametrize("edit", EDITS)
 def test_every_edit_of_a_metrics_csv_is_refused_by_name_writing_nothing(tmp_path, edit):
     run = write_run(tmp_path / "runs", "mnist", 0.3, 0.1)
@@ -226,7 +203,7 @@ def _forge(run: Path, damage) -> None:
     (lambda m: m.assign(loss=m["loss"].where(m.index != 4)), r"non-finite values in \['loss'\]"),
     (lambda m: m.assign(hvp_count=m["hvp_count"] + 1), "hvp_count sums to 208 but run.json records 192"),
     (lambda m: m.assign(step=m["step"] * 10), "a row at step 1500 but the run took 151 steps"),
-    (lambda m: _text(m, "lambda_1"), r"non-numeric values in columns \['lambda_1'\]"),
+    (lambda m: text_in("lambda_1")(m, None), r"non-numeric values in columns \['lambda_1'\]"),
 ])
 def test_a_metrics_csv_that_disagrees_with_its_run_json_is_refused(tmp_path, damage, message):
     """Past the digest (a forged run.json), the file must still agree with what the run recorded."""

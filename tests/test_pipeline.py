@@ -17,7 +17,8 @@ from samedge.runs import profile_runs
 from samedge.figure_specs import FIGURES, figure_files, run_figure_files
 from samedge.codedeps import module_file
 from tests.pipeline_workspace import (NEWCOMER_PATH, SMOKE, SNAKEMAKE, clone_workspace, copy_repo,
-                                      dry_run_jobs, run, smoke_run, smoke_workspace, tool_env)
+                                      dry_run_jobs, make, newcomer_env, run, smoke_run, smoke_workspace,
+                                      tool_env)
 
 TABLES = ["results/metrics.csv", "results/runs.csv", "results/edge_agreement.csv",
           "results/edge_agreement.json"]
@@ -118,6 +119,31 @@ def test_second_invocation_does_nothing(smoke, tmp_path_factory, mirror):
     env = tool_env(tmp_path_factory, mirror)
     out = run([SNAKEMAKE, "--cores", "2", *SMOKE], smoke, env)
     assert "Nothing to be done" in out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_a_damaged_run_is_refused_before_any_job_and_the_command_it_names_reruns_it(smoke, tmp_path, mirror):
+    """Issue 21: the tables survive the refusal, and the one command named reruns exactly that run
+    (deleting a run's folder makes the next `make pipeline` retrain it)."""
+    ws = clone_workspace(smoke, tmp_path / "repo")
+    env = newcomer_env(mirror)
+    run_dir = ws / "results/runs/mnist/lr0.3_rho0.1"
+    other = ws / "results/runs/mnist/lr0.3_rho0/run.json"
+    kept = {path: (ws / path).read_bytes() for path in TABLES} | {other: other.read_bytes()}
+    lines = (run_dir / "metrics.csv").read_text().splitlines(keepends=True)
+    (run_dir / "metrics.csv").write_text("".join(lines[:-1]))  # a deleted row
+    out = make(ws, env, "pipeline", "PROFILE=smoke", "CORES=2", check=False)
+    [line] = [line for line in out.stderr.splitlines() if "error: " in line and "make" not in line]
+    assert out.returncode != 0 and "results/runs/mnist/lr0.3_rho0.1/metrics.csv: not the file its run wrote" in line
+    assert {path: (ws / path).read_bytes() for path in kept} == kept  # nothing removed or rewritten
+    command = line.partition("To rerun exactly this run: ")[2]
+    assert command == "rm -r results/runs/mnist/lr0.3_rho0.1 && make pipeline PROFILE=smoke", line
+    run(["bash", "-c", command], ws, env, timeout=900)
+    record = json.loads((run_dir / "run.json").read_text())
+    with open(ws / "results/runs.csv", newline="") as table:
+        digests = {row["run"]: row["metrics_sha256"] for row in csv.DictReader(table) if row["task"] == "mnist"}
+    assert digests["lr0.3_rho0.1"] == record["metrics_sha256"] and other.read_bytes() == kept[other]
+    assert "Nothing to be done" in run([SNAKEMAKE, "--dry-run", *SMOKE], ws, env).stdout
 
 
 PLOTTING = {"paper_figures", "run_figures", "grid_figures"}

@@ -1,5 +1,4 @@
 """`samedge train`: every column, resume after SIGKILL/SIGTERM, divergence, and bad input."""
-import errno
 import io
 import json
 import logging
@@ -20,6 +19,7 @@ from samedge import checkpoint
 from samedge.cli import main
 from samedge.progress import Progress
 from samedge.runs import METRIC_COLUMNS
+from tests.drill import disk_full_after_one_checkpoint
 
 TIMING = ["train_seconds", "wall_seconds"]
 
@@ -375,24 +375,13 @@ def test_a_checkpoint_with_a_valid_digest_but_no_tracker_is_refused(preempted, t
     one_error_line(capsys.readouterr().err, f"checkpoint {path}", "lacks ['tracker']", "delete it")
 
 
-def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path, data_dir, repo_root, capsys, monkeypatch):
+def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path, data_dir, repo_root, capsys):
     out = tmp_path / "run"
     args = train_args("mnist", out, data_dir, repo_root, extra=LONG)
-    saves = []
-    write_bytes = Path.write_bytes
-
-    def full_after_one_save(path: Path, data: bytes) -> int:
-        if path.name.startswith(".checkpoint.pt."):
-            saves.append(path)
-            if len(saves) > 1:
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # a write() names no file
-        return write_bytes(path, data)
-
-    monkeypatch.setattr(Path, "write_bytes", full_after_one_save)
-    assert main(args) == 2
+    with disk_full_after_one_checkpoint():
+        assert main(args) == 2
     one_error_line(capsys.readouterr().err, f"the folder {tmp_path / 'run.ckpt'} is full", "kept", "run the same command")
     assert sorted(p.name for p in (tmp_path / "run.ckpt").iterdir()) == ["checkpoint.pt"]  # no half-written file
-    monkeypatch.undo()
     assert main(args) == 0 and read_run(out)[1]["resumes"] == 1
 
 
