@@ -136,7 +136,7 @@ def test_a_damaged_run_is_refused_before_any_job_and_the_command_it_names_reruns
     [line] = [line for line in out.stderr.splitlines() if "error: " in line and "make" not in line]
     assert out.returncode != 0 and "results/runs/mnist/lr0.3_rho0.1/metrics.csv: not the file its run wrote" in line
     assert {path: (ws / path).read_bytes() for path in kept} == kept  # nothing removed or rewritten
-    command = line.partition("To rerun exactly this run: ")[2]
+    command = line.partition("; rerun exactly this run with: ")[2]
     assert command == "rm -r results/runs/mnist/lr0.3_rho0.1 && make pipeline PROFILE=smoke", line
     run(["bash", "-c", command], ws, env, timeout=900)
     record = json.loads((run_dir / "run.json").read_text())

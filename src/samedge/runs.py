@@ -260,7 +260,8 @@ def check_existing_runs(runs_root: str | Path, keys: list[RunKey], rerun: str) -
             try:
                 read_run(runs_root, key)
             except ConfigError as exc:
-                raise ConfigError(f"{exc}. To rerun exactly this run: {rerun.format(folder=folder)}") from None
+                problem = str(exc).removesuffix("; rerun the run")
+                raise ConfigError(f"{problem}; rerun exactly this run with: {rerun.format(folder=folder)}") from None
 
 
 def _loose_record(path: Path) -> dict:
