@@ -250,7 +250,7 @@ def cli_cases() -> list[Case]:
              "the folder scratch/run.ckpt is full",
              may_change=("scratch", "scratch/run.ckpt", "scratch/run.ckpt/"), patch=disk_full_after_one_checkpoint),
         # The earlier bad-input lists of tests/test_train.py and tests/test_figures.py
-        *(Case(f"train {' '.join(extra)}", _with(TRAIN, extra), _named(extra)) for extra in (
+        *(Case(f"train {' '.join(extra)}", with_args(TRAIN, extra), _named(extra)) for extra in (
             ["--lr", "0"], ["--lr", "-1"], ["--rho", "-0.1"], ["--profile", "huge"], ["--set", "train.nope=1"],
             ["--set", "train.max_steps=many"], ["--set", "model.width=2.5"], ["--data-dir", "/nonexistent/data"],
             ["--lr", "inf"], ["--rho", "inf"], ["--lr", "1e308"], ["--set", "train.max_steps=["],
@@ -301,7 +301,8 @@ def _named(extra: list[str]) -> str:
     return value.partition("=")[0] if flag == "--set" else value
 
 
-def _with(argv: list[str], extra: list[str]) -> list[str]:
+def with_args(argv: list[str], extra: list[str]) -> list[str]:
+    """argv with each flag of extra set to its value (a --set added)."""
     argv = list(argv)
     for flag, value in zip(extra[::2], extra[1::2]):
         if flag in argv and flag != "--set":

@@ -19,7 +19,7 @@ from samedge import checkpoint
 from samedge.cli import main
 from samedge.progress import Progress
 from samedge.runs import METRIC_COLUMNS
-from tests.drill import disk_full_after_one_checkpoint
+from tests.drill import disk_full_after_one_checkpoint, with_args
 
 TIMING = ["train_seconds", "wall_seconds"]
 
@@ -326,14 +326,9 @@ def _files(folder: Path) -> dict[str, bytes]:
 ])
 def test_an_out_holding_another_runs_results_is_refused(finished, tmp_path, change, names, capsys):
     args, out = finished
-    other = with_out(args, tmp_path / "run")
+    other = with_args(with_out(args, tmp_path / "run"), change)
     shutil.copytree(out, tmp_path / "run")
     before = _files(tmp_path)
-    for flag, value in zip(change[::2], change[1::2]):
-        if flag in other and flag != "--set":
-            other[other.index(flag) + 1] = value
-        else:
-            other += [flag, value]
     assert main(other) == 2
     one_error_line(capsys.readouterr().err, f"--out {tmp_path / 'run'}", "holds the results of another run", *names)
     assert _files(tmp_path) == before
