@@ -54,5 +54,8 @@ rule all:
     default_target: True
     localrule: True
     input:
+        # Every run as a target of its own: Snakemake skips a deleted intermediate file whose
+        # consumers are up to date, and a deleted run folder must be retrained (and re-aggregated).
+        rules.aggregate.input,
         rules.aggregate.output,
         rules.figures.input,

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from samedge.runs import RunKey, run_name
+from samedge.io import sha256_file
+from samedge.runs import DIGEST_KEY, RunKey, run_name
 from samedge.edge import gd_edge, sam_edge
 
 
@@ -48,7 +49,8 @@ def write_run(runs_dir: Path, task: str, lr: float, rho: float, seed: int | None
     steps = int(metrics["step"].max()) + 1 if len(metrics) else 0
     info = {"status": status, "reason": reason, "steps": steps, "wall_seconds": 1.5 + lr,
             "total_hvps": int(metrics["hvp_count"].sum()), "task": task, "lr": lr, "rho": rho,
-            "config": {"grid": "synthetic"}, "seed": seed or 0, "measurements": len(metrics)}
+            "config": {"grid": "synthetic"}, "seed": seed or 0, "measurements": len(metrics),
+            DIGEST_KEY: sha256_file(run_dir / "metrics.csv")}
     (run_dir / "run.json").write_text(json.dumps(info))
     return run_dir
 

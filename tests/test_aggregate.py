@@ -13,7 +13,10 @@ import pytest
 from samedge import aggregate as agg
 from samedge.cli import aggregate as aggregate_cli
 from samedge.config import ConfigError, grid, load_params
+from samedge.errors import RunDirError
+from samedge.io import sha256_file
 from samedge.runs import RunKey, read_run
+from tests.drill import EDITS, text_in
 from tests.synthetic import DIVERGED, EMPTY, GRID, metrics_frame, write_grid, write_run
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
@@ -146,27 +149,114 @@ def test_bad_run_json(tmp_path, change, message):
         read_run(tmp_path / "runs", RunKey("mnist", 0.3, 0.1))
 
 
+@pytest.mark.parametrize("edit", EDITS)
+def test_every_edit_of_a_metrics_csv_is_refused_by_name_writing_nothing(tmp_path, edit):
+    run = write_run(tmp_path / "runs", "mnist", 0.3, 0.1)
+    gd = write_run(tmp_path / "runs", "mnist", 0.3, 0.0)
+    metrics = pd.read_csv(run / "metrics.csv")
+    EDITS[edit](metrics, pd.read_csv(gd / "metrics.csv")).to_csv(run / "metrics.csv", index=False)
+    with pytest.raises(ConfigError, match="lr0.3_rho0.1/metrics.csv: not the file its run wrote"):
+        agg.aggregate(tmp_path / "runs", tmp_path / "tables")
+    assert not (tmp_path / "tables").exists()  # nothing is written from a damaged run
+
+
+def test_a_line_cut_inside_its_last_column_is_refused(tmp_path):
+    run = write_run(tmp_path / "runs", "mnist", 0.3, 0.1)
+    text = (run / "metrics.csv").read_text()
+    (run / "metrics.csv").write_text(text[:-3])  # the last value loses its last digits
+    with pytest.raises(ConfigError, match="lr0.3_rho0.1/metrics.csv: not the file its run wrote"):
+        agg.aggregate(tmp_path / "runs", tmp_path / "tables")
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\xff\x89PNG binary", b"step,loss\n1,2,3,4\n"])
+def test_an_unreadable_metrics_csv_is_refused_by_name(tmp_path, content):
+    run = write_run(tmp_path / "runs", "mnist", 0.3, 0.1)
+    (run / "metrics.csv").write_bytes(content)
+    with pytest.raises(ConfigError, match="lr0.3_rho0.1/metrics.csv: not the file its run wrote"):
+        agg.aggregate(tmp_path / "runs", tmp_path / "tables")
+
+
+@pytest.mark.parametrize("record, message", [
+    (b"null", "expected a JSON object, got NoneType"),
+    (b"\x00\xff\xfe binary", "not valid JSON"),
+    (b'{"status": "completed"', "not valid JSON"),
+    (None, "no metrics_sha256 of its metrics.csv"),
+])
+def test_an_unreadable_run_json_is_refused_by_name(tmp_path, record, message):
+    run = write_run(tmp_path / "runs", "mnist", 0.3, 0.1)
+    if record is None:  # a run of an older samedge: no digest to check the file against
+        record = json.dumps({k: v for k, v in json.loads((run / "run.json").read_text()).items()
+                             if k != "metrics_sha256"}).encode()
+    (run / "run.json").write_bytes(record)
+    with pytest.raises(ConfigError, match=f"lr0.3_rho0.1/run.json: {message}"):
+        agg.aggregate(tmp_path / "runs", tmp_path / "tables")
+
+
+def _forge(run: Path, damage) -> None:
+    """Edit metrics.csv and record the edited file's digest, as a hand-made run.json would."""
+    damage(pd.read_csv(run / "metrics.csv")).to_csv(run / "metrics.csv", index=False)
+    record = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps(record | {"metrics_sha256": sha256_file(run / "metrics.csv")}))
+
+
 @pytest.mark.parametrize("damage, message", [
-    (lambda m: m.iloc[:-3], r"13 rows but run.json records 16 measurements"),          # truncated
+    (lambda m: m.iloc[:-3], r"13 rows but run.json records 16 measurements"),
     (lambda m: m.assign(loss=m["loss"].where(m.index != 4)), r"non-finite values in \['loss'\]"),
     (lambda m: m.assign(hvp_count=m["hvp_count"] + 1), "hvp_count sums to 208 but run.json records 192"),
     (lambda m: m.assign(step=m["step"] * 10), "a row at step 1500 but the run took 151 steps"),
+    (lambda m: text_in("lambda_1")(m, None), r"non-numeric values in columns \['lambda_1'\]"),
 ])
-def test_a_damaged_metrics_csv_stops_aggregation_and_names_the_file(tmp_path, damage, message):
+def test_a_metrics_csv_that_disagrees_with_its_run_json_is_refused(tmp_path, damage, message):
+    """Past the digest (a forged run.json), the file must still agree with what the run recorded."""
     run = write_run(tmp_path / "runs", "mnist", 0.3, 0.1)
-    write_run(tmp_path / "runs", "mnist", 0.3, 0.0)
-    damage(pd.read_csv(run / "metrics.csv")).to_csv(run / "metrics.csv", index=False)
+    _forge(run, damage)
     with pytest.raises(ConfigError, match=f"lr0.3_rho0.1/metrics.csv: {message}"):
-        agg.aggregate(tmp_path / "runs", tmp_path)
-    assert not (tmp_path / "metrics.csv").exists()  # nothing is written from a damaged run
+        agg.aggregate(tmp_path / "runs", tmp_path / "tables")
 
 
-def test_a_truncated_csv_file_is_named(tmp_path):
+@pytest.mark.parametrize("change, message", [({"lr": "abc"}, "lr is 'abc' but the run directory says 0.3"),
+                                             ({"steps": "many"}, "steps is 'many', expected an integer")])
+def test_a_run_json_with_a_wrong_type_is_refused(tmp_path, change, message):
     run = write_run(tmp_path / "runs", "mnist", 0.3, 0.1)
-    text = (run / "metrics.csv").read_text()
-    (run / "metrics.csv").write_text(text[: len(text) // 2])  # cut inside a row
-    with pytest.raises(ConfigError, match="lr0.3_rho0.1/metrics.csv"):
-        agg.aggregate(tmp_path / "runs", tmp_path)
+    (run / "run.json").write_text(json.dumps(json.loads((run / "run.json").read_text()) | change))
+    with pytest.raises(ConfigError, match=f"lr0.3_rho0.1/run.json: {message}"):
+        agg.aggregate(tmp_path / "runs", tmp_path / "tables")
+
+
+def test_both_files_copied_from_another_run_are_refused(tmp_path):
+    run = write_run(tmp_path / "runs", "mnist", 0.3, 0.1)
+    gd = write_run(tmp_path / "runs", "mnist", 0.3, 0.0)
+    for name in ("metrics.csv", "run.json"):
+        (run / name).write_bytes((gd / name).read_bytes())
+    with pytest.raises(ConfigError, match="lr0.3_rho0.1/run.json: rho is 0.0 but the run directory says 0.1"):
+        agg.aggregate(tmp_path / "runs", tmp_path / "tables")
+
+
+@pytest.mark.parametrize("where", ["runs", "runs/mnist", "runs/mnist/lr0.3_rho0.1"])
+def test_an_out_dir_holding_runs_is_refused(tmp_path, where):
+    write_run(tmp_path / "runs", "mnist", 0.3, 0.1)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(RunDirError, match=f"--out-dir {tmp_path / where}: holds run results"):
+        agg.aggregate(tmp_path / "runs", tmp_path / where)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("where", ["a_file", "a_file/sub"])
+def test_an_out_dir_that_is_or_lies_under_a_file_is_refused(tmp_path, where):
+    write_run(tmp_path / "runs", "mnist", 0.3, 0.1)
+    (tmp_path / "a_file").write_text("the user's")
+    with pytest.raises(RunDirError, match="a_file is a file, not a folder"):
+        agg.aggregate(tmp_path / "runs", tmp_path / where)
+    assert (tmp_path / "a_file").read_text() == "the user's"
+
+
+def test_tables_read_back_every_float_exactly(tmp_path):
+    """The figures recompute each run's rows digest from the table: every value must read back exactly."""
+    metrics = metrics_frame(0.3, 0.1).assign(lambda_1=np.nextafter(np.linspace(1, 2, 16), 3) / 3.0)
+    write_run(tmp_path / "runs", "mnist", 0.3, 0.1, metrics=metrics)
+    agg.aggregate(tmp_path / "runs", tmp_path)
+    table = agg.read_table(tmp_path / "metrics.csv")
+    assert (table["lambda_1"].to_numpy() == metrics["lambda_1"].to_numpy()).all()
 
 
 def test_several_seeds_of_a_grid_point(tmp_path):

@@ -127,7 +127,7 @@ def test_interrupted_or_damaged_files_are_not_trusted(data_dir, mirror, tmp_path
     raw, prepared = tmp_path / "raw/shakespeare/input.txt", tmp_path / "prepared/shakespeare"
     raw.write_bytes(raw.read_bytes()[:1000])  # a half-written source file
     (prepared / "test_codes.npy").write_bytes(b"junk")
-    (prepared / ".train_codes.npy.abc.tmp").write_bytes(b"left by a killed write")
+    (prepared / ".train_codes.npy.abc.tmp").write_bytes(b"\x93NUMPY left by a killed write")
     with pytest.raises(DataError, match="rerun `samedge fetch shakespeare`"):
         load_task("shakespeare", tmp_path)
     assert set(fetch("shakespeare", tmp_path)) == {raw, prepared / "test_codes.npy", prepared / "manifest.json"}
@@ -135,6 +135,53 @@ def test_interrupted_or_damaged_files_are_not_trusted(data_dir, mirror, tmp_path
     assert load_task("shakespeare", tmp_path).test_codes.numel() == 260_434
     (prepared / "manifest.json").unlink()
     with pytest.raises(DataError, match="run `samedge fetch shakespeare"):
+        load_task("shakespeare", tmp_path)
+
+
+def _state(folder) -> dict:
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*")
+            if p.is_file()} | {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_dir()}
+
+
+def test_fetch_leaves_files_it_did_not_write_and_snakemakes_markers_alone(mirror, tmp_path, monkeypatch):
+    monkeypatch.setenv(MIRROR_ENV, str(mirror))
+    fetch("shakespeare", tmp_path)
+    raw, prepared = tmp_path / "raw/shakespeare", tmp_path / "prepared/shakespeare"
+    for folder in (raw, prepared):
+        (folder / ".snakemake_timestamp").write_text("")
+        (folder / "notes.txt").write_text("the user's")
+        (folder / ".input.txt.mine.tmp").write_text("the user's, named like a temporary file")
+    before = _state(tmp_path / "raw") | _state(tmp_path / "prepared")
+    assert fetch("shakespeare", tmp_path) == []  # unchanged data: no file, folder or marker touched
+    assert _state(tmp_path / "raw") | _state(tmp_path / "prepared") == before
+
+
+def test_fetch_removes_only_outputs_its_earlier_manifest_recorded(mirror, tmp_path, monkeypatch):
+    monkeypatch.setenv(MIRROR_ENV, str(mirror))
+    fetch("shakespeare", tmp_path)
+    prepared = tmp_path / "prepared/shakespeare"
+    manifest = json.loads((prepared / "manifest.json").read_text())
+    manifest["outputs"]["old_layout.npy"] = {"sha256": "0" * 64}  # an output of an older layout
+    (prepared / "manifest.json").write_text(json.dumps(manifest))
+    (prepared / "old_layout.npy").write_bytes(b"written by an older samedge")
+    (prepared / "user.npy").write_bytes(b"the user's")
+    fetch("shakespeare", tmp_path)
+    assert sorted(p.name for p in prepared.iterdir()) == ["manifest.json", "test_codes.npy", "train_codes.npy",
+                                                          "user.npy"]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: None, "no outputs with their sha256"),
+    (lambda m: {k: v for k, v in m.items() if k != "outputs"}, "no outputs with their sha256"),
+    (lambda m: m | {"outputs": {n: {"dtype": "uint8"} for n in m["outputs"]}}, "no outputs with their sha256"),
+    (lambda m: m | {"outputs": {"train_codes.npy": m["outputs"]["train_codes.npy"]}}, r"no entry for \['test_codes.npy'\]"),
+])
+def test_a_damaged_manifest_is_one_error_naming_it(data_dir, mirror, tmp_path, monkeypatch, edit, message):
+    monkeypatch.setenv(MIRROR_ENV, str(mirror))
+    fetch("shakespeare", tmp_path)
+    path = tmp_path / "prepared/shakespeare/manifest.json"
+    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+    with pytest.raises(DataError, match=f"{path}: {message}.*rerun `samedge fetch shakespeare`"):
         load_task("shakespeare", tmp_path)
 
 

@@ -13,6 +13,7 @@ from samedge import figures
 from samedge.aggregate import aggregate
 from samedge.cli import figure as figure_cli
 from samedge.config import ConfigError
+from samedge.errors import RunDirError
 from samedge.figure_specs import FIGURES, figure_files, grid_figure_files, run_figure_files
 from samedge.runs import RunKey
 from samedge.tasks import get_task
@@ -164,6 +165,36 @@ def test_missing_or_malformed_tables(results, tmp_path):
         run_cli(2, "--results", tmp_path, "--out", tmp_path)
     with pytest.raises(ConfigError, match="unknown figure number 99"):
         figures.paper_figure(99, None)
+
+
+TABLE_EDITS = {
+    "a value of a run": lambda m: m.assign(lambda_1=m["lambda_1"].where(m.index != 7, 99.0)),
+    "rows reordered": lambda m: m.iloc[[1, 0, *range(2, len(m))]],
+    "a row deleted": lambda m: m.drop(index=3),
+    "a run's rows relabelled": lambda m: m.assign(rho=m["rho"].where(m.index >= 16, 0.2)),
+    "an extra column": lambda m: m.assign(note=1.0),
+}
+
+
+@pytest.mark.parametrize("edit", TABLE_EDITS)
+def test_an_edited_metrics_table_is_refused_before_drawing(results, tmp_path, edit):
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    TABLE_EDITS[edit](pd.read_csv(results / "metrics.csv")).to_csv(tables / "metrics.csv", index=False)
+    (tables / "runs.csv").write_bytes((results / "runs.csv").read_bytes())
+    with pytest.raises(ConfigError, match="metrics.csv: .*(are not those `samedge aggregate` wrote|does not list)"):
+        run_cli("all", "--results", tables, "--out", tmp_path / "figures")
+    assert not (tmp_path / "figures").exists()
+
+
+@pytest.mark.parametrize("where", ["runs", "runs/mnist", "a_file", "a_file/sub"])
+def test_a_figure_folder_holding_runs_or_under_a_file_is_refused(results, tmp_path, where):
+    (tmp_path / "a_file").write_text("the user's")
+    write_run(tmp_path / "runs", "mnist", 0.3, 0.1)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(RunDirError, match=f"--out {tmp_path / where}: "):
+        run_cli(2, "--results", results, "--out", tmp_path / where)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
 def test_grid_figure_has_a_panel_per_lr_and_rho(results, loaded, tmp_path):

@@ -1,4 +1,4 @@
-"""The Snakemake pipeline: lint, schema validation at DAG build, the grid taken from params.yaml,
+"""The Snakemake pipeline: lint, the grid taken from params.yaml (what the DAG refuses: tests/drill.py),
 the GPU switch, the smoke profile end to end as a newcomer runs it (`make pipeline` with nothing
 activated: mirror -> data -> runs -> tables -> figures -> report, no "Missing metadata"), after
 which a second invocation does nothing, and editing package code reruns exactly the stages that
@@ -11,7 +11,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
 from samedge.config import load_params
 from samedge.runs import profile_runs
@@ -19,7 +18,8 @@ from samedge.figure_specs import FIGURES, figure_files, headline_files, run_figu
 from samedge.codedeps import module_file
 from tests import browser
 from tests.pipeline_workspace import (NEWCOMER_PATH, SMOKE, SNAKEMAKE, clone_workspace, copy_repo,
-                                      dry_run_jobs, run, smoke_run, smoke_workspace, tool_env)
+                                      dry_run_jobs, make, newcomer_env, run, smoke_run, smoke_workspace,
+                                      tool_env)
 
 TABLES = ["results/metrics.csv", "results/runs.csv", "results/edge_agreement.csv",
           "results/edge_agreement.json"]
@@ -65,33 +65,6 @@ def test_cuda_switch_claims_a_gpu_per_training_job(fresh_copy, env):
     for job in jobs:
         gpus = "gpu=1" if job["rule"] == "train" else "gpu=0"
         assert job["rule"] != "train" or ("--device cuda" in job["shell"] and gpus in job["resources"])
-
-
-def _set(params: dict, dotted: str, value) -> None:
-    *parents, leaf = dotted.split(".")
-    for key in parents:
-        params = params[key]
-    params[leaf] = value
-
-
-@pytest.mark.parametrize("edit, extra, expected", [
-    ("profiles.quick.mnist.grid.lr", [-0.3], "['quick']['mnist']['grid']['lr'][0]"),
-    ("profiles.smoke.cifar10.train.max_steps", "many", "['smoke']['cifar10']['train']['max_steps']"),
-    ("profiles.quick.shakespeare.tracker", {"k": 3}, "['quick']['shakespeare']['tracker']"),
-    (None, ["--config", "profile=nonesuch"], "profile 'nonesuch'"),
-    (None, ["--config", "device=tpu"], "--config device='tpu'"),
-])
-def test_malformed_params_stop_before_any_job(tmp_path, env, fresh_copy, edit, extra, expected):
-    repo = copy_repo(tmp_path / "repo")
-    if edit:
-        params = yaml.safe_load((repo / "params.yaml").read_text())
-        _set(params, edit, extra)
-        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        extra = []
-    out = run([SNAKEMAKE, "--cores", "1", *extra], repo, env, check=False)
-    assert out.returncode != 0
-    assert expected in out.stderr + out.stdout
-    assert not (repo / "logs").exists() and not (repo / "data").exists()
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +124,32 @@ def test_second_invocation_does_nothing(smoke, tmp_path_factory, mirror):
     assert "Nothing to be done" in out.stdout + out.stderr
 
 
-PLOTTING = {"draw_figures"}
+@pytest.mark.slow
+def test_a_damaged_run_is_refused_before_any_job_and_the_command_it_names_reruns_it(smoke, tmp_path, mirror):
+    """Issue 21: the tables survive the refusal, and the one command named reruns exactly that run
+    (deleting a run's folder makes the next `make pipeline` retrain it)."""
+    ws = clone_workspace(smoke, tmp_path / "repo")
+    env = newcomer_env(mirror)
+    run_dir = ws / "results/runs/mnist/lr0.3_rho0.1"
+    other = ws / "results/runs/mnist/lr0.3_rho0/run.json"
+    kept = {path: (ws / path).read_bytes() for path in TABLES} | {other: other.read_bytes()}
+    lines = (run_dir / "metrics.csv").read_text().splitlines(keepends=True)
+    (run_dir / "metrics.csv").write_text("".join(lines[:-1]))  # a deleted row
+    out = make(ws, env, "pipeline", "PROFILE=smoke", "CORES=2", check=False)
+    [line] = [line for line in out.stderr.splitlines() if "error: " in line and "make" not in line]
+    assert out.returncode != 0 and "results/runs/mnist/lr0.3_rho0.1/metrics.csv: not the file its run wrote" in line
+    assert {path: (ws / path).read_bytes() for path in kept} == kept  # nothing removed or rewritten
+    command = line.partition("; rerun exactly this run with: ")[2]
+    assert command == "rm -r results/runs/mnist/lr0.3_rho0.1 && make pipeline PROFILE=smoke", line
+    run(["bash", "-c", command], ws, env, timeout=900)
+    record = json.loads((run_dir / "run.json").read_text())
+    with open(ws / "results/runs.csv", newline="") as table:
+        digests = {row["run"]: row["metrics_sha256"] for row in csv.DictReader(table) if row["task"] == "mnist"}
+    assert digests["lr0.3_rho0.1"] == record["metrics_sha256"] and other.read_bytes() == kept[other]
+    assert "Nothing to be done" in run([SNAKEMAKE, "--dry-run", *SMOKE], ws, env).stdout
+
+
+PLOTTING = {"draw_figures", "optimizer_figures"}
 TRAINING = {"train", "aggregate", *PLOTTING}
 
 

@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
+from samedge import checkpoint
 from samedge.cli import main
 from samedge.progress import Progress
 from samedge.runs import METRIC_COLUMNS
+from tests.drill import disk_full_after_one_checkpoint, with_args
 
 TIMING = ["train_seconds", "wall_seconds"]
 
@@ -170,6 +173,12 @@ def with_out(args: list[str], out: Path) -> list[str]:
     (["--set", "train.max_steps=null", "--set", "train.time_budget_s=inf"], ["train.time_budget_s", "finite"]),
     (["--threads", "0"], ["--threads 0", ">= 1"]),
     (["--seed", "-1"], ["seed", "minimum"]),
+    (["--seed", str(2**63)], ["seed", "maximum"]),  # torch's generators take 64-bit seeds, the LM's seed * 1000003
+    (["--rho", "1e308"], ["--rho 1e+308", "8 rho/lr is finite"]),  # the SAM edge's term overflows
+    (["--set", "tracker.k=100000"], ["tracker.k", "choose k <= 13002"]),
+    (["--set", "train.max_steps=null", "--set", "train.time_budget_s=null"], ["max_steps or time_budget_s"]),
+    (["--set", "train.measure_every_steps=null"], ["measure_every_steps or measure_every_s"]),
+    (["--set", "data.n_train=1000000000"], ["data.n_train", "60000 training examples"]),
 ])
 def test_each_bad_value_is_one_line_and_exit_2_before_any_output(extra, names, tmp_path, data_dir, repo_root,
                                                                  capsys):
@@ -210,9 +219,11 @@ def test_the_end_of_a_run_removes_only_the_checkpoint_files_it_wrote(tmp_path, d
     checkpoint_dir = tmp_path / "checkpoints"
     checkpoint_dir.mkdir()
     (checkpoint_dir / "notes.txt").write_text("the user's")
+    (checkpoint_dir / ".checkpoint.pt.mine.tmp").write_text("the user's, named like a temporary file")
+    (checkpoint_dir / ".checkpoint.pt.k1ll3d.tmp").write_bytes(checkpoint.MAGIC + b"0123 a save cut short")
     out = tmp_path / "run"
     assert main(train_args("mnist", out, data_dir, repo_root, extra=["--checkpoint-dir", str(checkpoint_dir)])) == 0
-    assert [p.name for p in checkpoint_dir.iterdir()] == ["notes.txt"]
+    assert sorted(p.name for p in checkpoint_dir.iterdir()) == [".checkpoint.pt.mine.tmp", "notes.txt"]
     assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "run.json"]  # no lock or stray file
 
 
@@ -294,6 +305,79 @@ def test_a_second_run_on_the_same_out_is_refused_while_the_first_runs(tmp_path, 
         first.communicate(timeout=120)
     assert first.returncode == 143
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.ckpt"]  # no lock file left anywhere
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, data_dir, repo_root) -> tuple[list[str], Path]:
+    """The args and --out of a finished run (mnist lr 0.3 rho 0.1)."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    args = train_args("mnist", out, data_dir, repo_root)
+    assert main(args) == 0
+    return args, out
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("change, names", [
+    (["--rho", "0"], ["rho=0.1"]), (["--lr", "0.2"], ["lr=0.3"]), (["--seed", "7"], ["seed=0"]),
+    (["--set", "train.max_steps=25"], ["another config"]), (["--task", "cifar10", "--lr", "0.01"], ["task='mnist'"]),
+])
+def test_an_out_holding_another_runs_results_is_refused(finished, tmp_path, change, names, capsys):
+    args, out = finished
+    other = with_args(with_out(args, tmp_path / "run"), change)
+    shutil.copytree(out, tmp_path / "run")
+    before = _files(tmp_path)
+    assert main(other) == 2
+    one_error_line(capsys.readouterr().err, f"--out {tmp_path / 'run'}", "holds the results of another run", *names)
+    assert _files(tmp_path) == before
+
+
+def test_a_metrics_csv_without_its_run_json_is_not_overwritten(finished, tmp_path, capsys):
+    args, out = finished
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.csv").write_text("a result of the user's")
+    assert main(with_out(args, tmp_path / "run")) == 2
+    one_error_line(capsys.readouterr().err, "--out", "metrics.csv without run.json")
+    assert (tmp_path / "run" / "metrics.csv").read_text() == "a result of the user's"
+
+
+def test_the_same_run_rewrites_its_own_results(finished, tmp_path):
+    args, out = finished
+    shutil.copytree(out, tmp_path / "run")
+    assert main(with_out(args, tmp_path / "run")) == 0
+    assert read_run(tmp_path / "run")[0].drop(columns=TIMING).equals(read_run(out)[0].drop(columns=TIMING))
+
+
+def test_a_checkpoint_path_that_is_a_folder_is_refused_before_training(finished, tmp_path, capsys):
+    args, _ = finished
+    (tmp_path / "run.ckpt" / "checkpoint.pt").mkdir(parents=True)
+    assert main(with_out(args, tmp_path / "run")) == 2
+    one_error_line(capsys.readouterr().err, f"checkpoint {tmp_path / 'run.ckpt' / 'checkpoint.pt'}", "is a folder")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_checkpoint_with_a_valid_digest_but_no_tracker_is_refused(preempted, tmp_path, capsys):
+    args, payload = preempted
+    path = tmp_path / "run.ckpt" / "checkpoint.pt"
+    path.parent.mkdir()
+    path.write_bytes(payload)
+    content = checkpoint.load(path, torch.device("cpu"))
+    del content["tracker"]
+    checkpoint.save(path, content)
+    assert main(with_out(args, tmp_path / "run")) == 2
+    one_error_line(capsys.readouterr().err, f"checkpoint {path}", "lacks ['tracker']", "delete it")
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path, data_dir, repo_root, capsys):
+    out = tmp_path / "run"
+    args = train_args("mnist", out, data_dir, repo_root, extra=LONG)
+    with disk_full_after_one_checkpoint():
+        assert main(args) == 2
+    one_error_line(capsys.readouterr().err, f"the folder {tmp_path / 'run.ckpt'} is full", "kept", "run the same command")
+    assert sorted(p.name for p in (tmp_path / "run.ckpt").iterdir()) == ["checkpoint.pt"]  # no half-written file
+    assert main(args) == 0 and read_run(out)[1]["resumes"] == 1
 
 
 def test_seed_overrides_the_task_configs_seed(tmp_path, data_dir, repo_root):

@@ -6,7 +6,8 @@ Outputs (in --out-dir):
   (samedge.optimizers.label; 'sam' for SAM and GD); batch: 'default' (the task's train.batch_size),
   'full' or the batch size of the grid's batch_size axis.
 - runs.csv: one row per run: those keys, run (its directory), status, reason, steps, wall_seconds,
-  total_hvps.
+  total_hvps, metrics_sha256 (of the run's own metrics.csv, as its run.json records) and
+  rows_sha256 (of its rows in metrics.csv here, which the figures check before drawing them).
 - edge_agreement.csv / .json: one row per grid point (task, lr, rho, optimizer, batch), for the
   run the figures show (the first of its seeds that did not diverge, else its first seed): over the
   second half of its measurements, the median and interquartile range of lambda_1/sam_edge,
@@ -16,19 +17,24 @@ Runs are read and checked through the run contract (samedge.runs).
 """
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from samedge.config import load_params
+from samedge.config import ConfigError, load_params
 from samedge.io import atomic_write, write_json
-from samedge.runs import METRIC_COLUMNS, RUN_KEYS, Run, find_runs, profile_runs, read_run
+from samedge.runs import (DIGEST_KEY, EXACT_FLOATS, METRIC_COLUMNS, RUN_KEYS, Run, check_output_folder, find_runs,
+                          profile_runs, read_run)
 
 KEY_COLUMNS = ["task", "lr", "rho", "optimizer", "batch", "seed"]
 POINT_COLUMNS = ["task", "lr", "rho", "optimizer", "batch"]
-RUN_COLUMNS = (*KEY_COLUMNS, "run", *RUN_KEYS)  # run: the run directory's name
+ROWS_DIGEST = "rows_sha256"
+RUN_COLUMNS = (*KEY_COLUMNS, "run", *RUN_KEYS, DIGEST_KEY, ROWS_DIGEST)  # run: the run directory's name
 WITHIN = 0.1  # "at the edge" = lambda_1 within 10% of it
 # ratio prefix -> (numerator, edge): SAM's and GD's edges against lambda_1, and the run's own
 # optimizer's edge against its sharpness (the same as sam for SAM and GD).
@@ -56,7 +62,7 @@ def tidy_metrics(runs: list[Run]) -> pd.DataFrame:
 
 def runs_table(runs: list[Run]) -> pd.DataFrame:
     rows = [{"task": r.key.task, "lr": r.key.lr, "rho": r.key.rho, **variant(r), "seed": r.seed, "run": r.key.name,
-             **{k: r.record[k] for k in RUN_KEYS}} for r in runs]
+             **{k: r.record[k] for k in (*RUN_KEYS, DIGEST_KEY)}} for r in runs]
     return pd.DataFrame(rows, columns=list(RUN_COLUMNS))
 
 
@@ -145,6 +151,35 @@ def agreement_summary(table: pd.DataFrame) -> dict[str, dict]:
     return summary
 
 
+def read_table(path: Path) -> pd.DataFrame:
+    """A table as aggregate wrote it, every float exactly."""
+    try:
+        return pd.read_csv(path, **EXACT_FLOATS)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a readable CSV ({exc}); rerun `samedge aggregate`") from exc
+
+
+def rows_digest(rows: pd.DataFrame) -> str:
+    """sha256 of a run's rows of the tidy metrics (every column after the key, as float64, in file
+    order): a changed, added, dropped or reordered value or column changes it."""
+    values = rows.drop(columns=KEY_COLUMNS).apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+    values = np.where(np.isnan(values), np.nan, values)  # one NaN bit pattern
+    digest = hashlib.sha256(",".join(rows.columns).encode() + str(values.shape).encode())
+    digest.update(np.ascontiguousarray(values).tobytes())
+    return digest.hexdigest()
+
+
+def row_key(row: Mapping[str, Any]) -> tuple[str, ...]:
+    """A run's KEY_COLUMNS as text: the same for a table in memory and one read back from its CSV
+    (where a batch column of sizes only, say, parses as integers)."""
+    return tuple(str(row[column]) for column in KEY_COLUMNS)
+
+
+def run_rows(metrics: pd.DataFrame) -> dict[tuple[str, ...], pd.DataFrame]:
+    """Each run's rows of the tidy metrics, by row_key."""
+    return {row_key(rows.iloc[0]): rows for _, rows in metrics.groupby(KEY_COLUMNS, sort=False)}
+
+
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     with atomic_write(path) as tmp:
         frame.to_csv(tmp, index=False)
@@ -154,12 +189,17 @@ def aggregate(runs_dir: str | Path, out_dir: str | Path, params_path: str | Path
               profile: str | None = None) -> list[Path]:
     """Read the runs (those of the profile's grid if params_path is given) and write the tables."""
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
+    check_output_folder(out_dir, "--out-dir")
     keys = profile_runs(load_params(params_path), profile) if params_path is not None else find_runs(runs_dir)
     runs = [read_run(runs_dir, key) for key in keys]  # every run is checked before anything is written
     metrics, table = tidy_metrics(runs), runs_table(runs)
     agreement = edge_agreement(metrics, table)
-    outputs = {"metrics.csv": metrics, "runs.csv": table, "edge_agreement.csv": agreement}
-    for name, frame in outputs.items():
+    _write_csv(metrics, out_dir / "metrics.csv")
+    written = run_rows(read_table(out_dir / "metrics.csv"))  # digests of what readers will read back
+    empty = metrics.iloc[:0]
+    table[ROWS_DIGEST] = [rows_digest(written.get(row_key(r._asdict()), empty))
+                          for r in table.itertuples(index=False)]
+    for name, frame in {"runs.csv": table, "edge_agreement.csv": agreement}.items():
         _write_csv(frame, out_dir / name)
     write_json(out_dir / "edge_agreement.json", agreement_summary(agreement))
-    return [out_dir / name for name in (*outputs, "edge_agreement.json")]
+    return [out_dir / name for name in ("metrics.csv", "runs.csv", "edge_agreement.csv", "edge_agreement.json")]

@@ -45,11 +45,21 @@ def load(path: Path) -> dict[str, Any]:
         raise _refuse(path, f"cannot be read by this torch ({type(exc).__name__})") from exc
 
 
+def _is_checkpoint(path: Path) -> bool:
+    """A save writes its header first, in one write: a stray file of a save cut short starts with it."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
 def remove(path: Path) -> None:
     """Remove the checkpoint and temporary files of a killed save, then the folder if that empties it:
     never anything the run did not write."""
     path.unlink(missing_ok=True)
     for stray in path.parent.glob(f".{path.name}.*.tmp"):  # atomic_write's name for a save cut short
-        stray.unlink(missing_ok=True)
+        if _is_checkpoint(stray):  # a user's file of that name is not ours to delete
+            stray.unlink(missing_ok=True)
     with contextlib.suppress(OSError):  # not empty, or already gone
         path.parent.rmdir()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import yaml
 
 from samedge.errors import ConfigError
 
+MIN_NORMAL = sys.float_info.min
 
 
 def schema() -> dict:
@@ -92,19 +94,38 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict:
         params = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    _register_modules(params, path.parent, str(path))
+    validate_params(params, str(path))
+    return params
+
+
+def _register_modules(params: Any, folder: Path, source: str) -> None:
+    """The tasks and optimizers of your own that params names under `tasks:` and `optimizers:`
+    (module paths relative to folder)."""
     from samedge.optimizers import OptimizerError, register_user_optimizers
     from samedge.tasks import TaskError, register_user_tasks
 
     try:
-        register_user_tasks(params if isinstance(params, dict) else {}, path.parent)
+        register_user_tasks(params if isinstance(params, dict) else {}, folder)
     except (TaskError, KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"{path}: tasks: {exc}") from exc
+        raise ConfigError(f"{source}: tasks: {exc}") from exc
     try:
-        register_user_optimizers(params if isinstance(params, dict) else {}, path.parent)
+        register_user_optimizers(params if isinstance(params, dict) else {}, folder)
     except (OptimizerError, KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"{path}: optimizers: {exc}") from exc
-    validate_params(params, str(path))
-    return params
+        raise ConfigError(f"{source}: optimizers: {exc}") from exc
+
+
+def check_pipeline(config: dict, switches: dict[str, tuple[str, ...]], folder: str | os.PathLike,
+                   data_dir: str | os.PathLike = "data") -> None:
+    """The DAG's check of params.yaml (+ --config) before any job: the switches, then everything the
+    jobs would refuse (the schema, the tasks, the optimizers, and check_profile). Sets each switch's default."""
+    for switch, allowed in switches.items():
+        if config.setdefault(switch, allowed[0]) not in allowed:
+            raise ConfigError(f"--config {switch}={config[switch]!r}: expected one of {list(allowed)}")
+    params = {key: value for key, value in config.items() if key not in switches}
+    _register_modules(params, Path(folder), "params.yaml")
+    validate_params(params)
+    check_profile(params, data_dir=data_dir)
 
 
 def profile_config(params: dict, profile: str | None = None) -> dict:
@@ -172,6 +193,64 @@ def load_run_config(params_path: str | os.PathLike, profile: str | None, task: s
     checked["profiles"][profile or params["profile"]][task] = cfg
     validate_params(checked, f"{params_path} with --set {' '.join(overrides)}" if overrides else str(params_path))
     return cfg
+
+
+def check_lr_rho(lr: float, rho: float, lr_name: str = "--lr", rho_name: str = "--rho") -> None:
+    """eta and rho for which 2/eta and the SAM edge are finite positive floats; otherwise every
+    lambda_1/edge ratio of the run would be inf or NaN (at eta = 1e308, 2/eta underflows; at
+    rho = 1e308, 8 rho/eta in the SAM edge overflows)."""
+    if not (math.isfinite(lr) and lr > 0 and MIN_NORMAL <= 2.0 / lr < math.inf and math.isfinite(2.0 * lr)):
+        raise ConfigError(f"{lr_name} {lr!r}: expected a finite learning rate > 0 whose edge 2/lr is a normal "
+                          f"float, i.e. {2.0 / sys.float_info.max:.3g} < lr < {2.0 / MIN_NORMAL:.3g}")
+    if not (rho == 0 or (MIN_NORMAL <= rho and math.isfinite(8.0 * rho / lr))):
+        raise ConfigError(f"{rho_name} {rho!r}: expected rho = 0 (GD) or a normal float whose SAM-edge term "
+                          f"8 rho/lr is finite (here rho < {sys.float_info.max * lr / 8:.3g})")
+
+
+def check_schedule(cfg: dict, where: str = "train") -> None:
+    """A run that ends and measures something: what the schema cannot say (one of two keys set)."""
+    train = cfg["train"]
+    if not (train["max_steps"] or train["time_budget_s"]):
+        raise ConfigError(f"{where}: set max_steps or time_budget_s, or the run never ends")
+    if not (train["measure_every_steps"] or train["measure_every_s"]):
+        raise ConfigError(f"{where}: set measure_every_steps or measure_every_s, or nothing is measured")
+
+
+def check_data_size(task: str, cfg: dict, data_dir: str | os.PathLike, where: str) -> None:
+    """data.n_train against the size of the task's training set (samedge.data.train_size)."""
+    from samedge.data import train_size
+
+    n_train = cfg.get("data", {}).get("n_train")
+    if n_train is not None and (size := train_size(task, data_dir)) is not None and n_train > size:
+        raise ConfigError(f"{where}.data.n_train: {n_train} is more than the {size} training examples of "
+                          f"{task}; choose at most {size} (null: all)")
+
+
+def check_distinct(values: list[float], where: str) -> None:
+    """Grid values that name one run folder (equal, or equal to fmt_value's 12 digits) would run once
+    and be aggregated twice, one of them labelled with a value that never ran."""
+    seen: dict[str, float] = {}
+    for value in values:
+        name = fmt_value(value)
+        if name in seen:
+            raise ConfigError(f"{where}: {seen[name]!r} and {value!r} are the same grid value (run folder "
+                              f"{name}); list each value once")
+        seen[name] = value
+
+
+def check_profile(params: dict, profile: str | None = None, data_dir: str | os.PathLike = "data",
+                  source: str = "params.yaml") -> None:
+    """What every run of the profile would refuse before training, checked at once (the DAG's check)."""
+    name = profile or params["profile"]
+    for task, cfg in profile_config(params, name).items():
+        where = f"{source}: profiles.{name}.{task}"
+        for axis in ("lr", "rho"):
+            check_distinct(cfg["grid"][axis], f"{where}.grid.{axis}")
+        for lr in cfg["grid"]["lr"]:
+            for rho in cfg["grid"]["rho"]:
+                check_lr_rho(lr, rho, f"{where}.grid.lr", f"{where}.grid.rho")
+        check_schedule(cfg, f"{where}.train")
+        check_data_size(task, cfg, data_dir, where)
 
 
 def fmt_value(x: float) -> str:

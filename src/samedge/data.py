@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from samedge.data_fetch import MIRROR_ENV, DataError, Source, acquire, origin, trusted_raw
-from samedge.data_prepare import MANIFEST, Prepared, sync_dir, write_prepared
+from samedge.data_prepare import MANIFEST, Prepared, remove_stale, write_prepared
 from samedge.io import read_json, sha256_file
 from samedge.tasks import get_task
 
@@ -32,6 +32,7 @@ class Dataset:
 
     source: Source
     prepare: Callable[[dict[str, Path], Path], Prepared]  # (verified files, scratch dir) -> arrays
+    train_size: int | None = None  # training examples of the full set (a mirror may hold fewer)
 
 
 @dataclass
@@ -66,6 +67,16 @@ def dataset(task: str) -> Dataset:
     return found
 
 
+def train_size(task: str, data_dir: str | os.PathLike = "data") -> int | None:
+    """Training examples of an image task: the prepared set's if fetched (a mirror may hold fewer),
+    else the full set's its Dataset declares; None where unknown (text, a task of your own)."""
+    data = get_task(task).data
+    try:
+        return read_json(Path(data_dir) / "prepared" / task / MANIFEST)["outputs"]["x_train.npy"]["shape"][0]
+    except (OSError, DataError, KeyError, IndexError, TypeError):  # not fetched yet, or not images
+        return None if data is None else data.train_size
+
+
 def fetch(task: str, data_dir: str | os.PathLike = "data") -> list[Path]:
     """Get, verify and prepare one task; idempotent. Returns the files (re)written, none on a clean rerun.
 
@@ -96,8 +107,21 @@ def fetch(task: str, data_dir: str | os.PathLike = "data") -> list[Path]:
             for name, path in files.items():
                 os.replace(path, raw_dir / name)  # verified, same file system: an atomic install
                 written.append(raw_dir / name)
-        sync_dir(raw_dir, set(files))
+        remove_stale(raw_dir, {spec.name for spec in (*src.mirror_files, *src.network_files)}, set(files))
         return written + [prep_dir / name for name in write_prepared(prep_dir, prepared, manifest)]
+
+
+def _outputs(manifest: Any, path: Path, task: str) -> dict[str, dict[str, Any]]:
+    """The manifest's outputs {file: {sha256, ...}}; a manifest without them is a DataError naming it."""
+    outputs = manifest.get("outputs") if isinstance(manifest, dict) else None
+    if not isinstance(outputs, dict) or not outputs or not all(
+            isinstance(entry, dict) and isinstance(entry.get("sha256"), str) for entry in outputs.values()):
+        raise DataError(f"{path}: no outputs with their sha256 (edited or damaged); rerun `samedge fetch {task}`")
+    expected = {"train_codes.npy", "test_codes.npy"} if "train_codes.npy" in outputs else {
+        f"{stem}.npy" for stem in ("x_train", "y_train", "x_test", "y_test")}
+    if missing := sorted(expected - set(outputs)):
+        raise DataError(f"{path}: no entry for {missing} (edited or damaged); rerun `samedge fetch {task}`")
+    return outputs
 
 
 def _load_npy(path: Path, entry: dict[str, Any], task: str) -> np.ndarray:
@@ -118,7 +142,8 @@ def load_task(task: str, data_dir: str | os.PathLike = "data", n_train: int | No
         raise DataError(f"no prepared data for {task!r} in {prep_dir}: "
                         f"run `samedge fetch {task} --data-dir {data_dir}`")
     manifest = read_json(prep_dir / MANIFEST)
-    arrays = {Path(name).stem: _load_npy(prep_dir / name, entry, task) for name, entry in manifest["outputs"].items()}
+    arrays = {Path(name).stem: _load_npy(prep_dir / name, entry, task)
+              for name, entry in _outputs(manifest, prep_dir / MANIFEST, task).items()}
     if "train_codes" in arrays:
         if n_train is not None:
             raise ValueError(f"n_train={n_train}: only image tasks take a prefix, not {task!r}")

@@ -23,6 +23,7 @@ from samedge.io import atomic_write, sha256_file
 
 NUM_CLASSES = 10
 MANIFEST = "manifest.json"
+NPY_MAGIC = np.lib.format.MAGIC_PREFIX  # the first bytes of every .npy file
 
 
 @dataclass
@@ -113,11 +114,29 @@ def npy_sha256(array: np.ndarray) -> str:
     return hasher.digest.hexdigest()
 
 
-def sync_dir(folder: Path, keep: set[str]) -> None:
-    """Remove files not in keep (leftovers of older layouts or killed writes): DVC tracks the whole folder."""
-    for path in folder.iterdir():
-        if path.name not in keep and path.is_file():
+def remove_stale(folder: Path, ours: set[str], keep: set[str]) -> None:
+    """Remove the files samedge wrote here before (ours: named by its manifest or source) that are no
+    longer kept, and the .npy writes a kill cut short (atomic_write's name, numpy's header); anything
+    else (a user's file, Snakemake's .snakemake_timestamp) is left alone."""
+    for name in ours - keep:
+        path = folder / name
+        if path.is_file() and not path.is_symlink():
             path.unlink()
+    for name in ours | keep:
+        for stray in folder.glob(f".{name}.*.tmp"):
+            with open(stray, "rb") as fh:
+                ours_too = fh.read(len(NPY_MAGIC)) == NPY_MAGIC
+            if ours_too:
+                stray.unlink()
+
+
+def _recorded_outputs(manifest_path: Path) -> set[str]:
+    """The output names an earlier manifest records (none if there is none or it is unreadable)."""
+    try:
+        outputs = json.loads(manifest_path.read_text()).get("outputs")
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {name for name in outputs if isinstance(name, str) and "/" not in name} if isinstance(outputs, dict) else set()
 
 
 def write_prepared(prep_dir: Path, prepared: Prepared, manifest: dict[str, Any]) -> list[str]:
@@ -129,6 +148,7 @@ def write_prepared(prep_dir: Path, prepared: Prepared, manifest: dict[str, Any])
     stale = [name for name, entry in outputs.items()
              if not (prep_dir / name).is_file() or sha256_file(prep_dir / name) != entry["sha256"]]
     manifest_path = prep_dir / MANIFEST
+    earlier = _recorded_outputs(manifest_path)
     written = []
     if stale or not manifest_path.is_file() or manifest_path.read_text() != text:
         # Without a manifest nothing here is trusted, so arrays never pair with a stale manifest.
@@ -139,5 +159,5 @@ def write_prepared(prep_dir: Path, prepared: Prepared, manifest: dict[str, Any])
         with atomic_write(manifest_path) as tmp:
             tmp.write_text(text)
         written = [*stale, MANIFEST]
-    sync_dir(prep_dir, {*outputs, MANIFEST})
+    remove_stale(prep_dir, earlier, set(outputs))
     return written

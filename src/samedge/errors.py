@@ -4,6 +4,10 @@ other exception is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Iterator
+
 
 class SamedgeError(Exception):
     """Base of every error that is the user's input or files, not a bug."""
@@ -24,3 +28,18 @@ class RunDirError(SamedgeError):
 
 class CheckpointError(SamedgeError):
     """A checkpoint that cannot be resumed (corrupt, truncated, or of another run); names the file."""
+
+
+def one_line(exc: BaseException) -> str:
+    """A message on one line: a log grep or a scheduler's summary keeps the whole of it."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
+@contextlib.contextmanager
+def exit_on_error(prog: str) -> Iterator[None]:
+    """A SamedgeError inside becomes `PROG: error: MESSAGE` alone on stderr and exit 2 (no traceback)."""
+    try:
+        yield
+    except SamedgeError as exc:
+        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -28,7 +28,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from samedge.aggregate import DEFAULT_BATCH, KEY_COLUMNS, PAPER_OPTIMIZER, POINT_COLUMNS, RUN_COLUMNS, shown_runs
+from samedge.aggregate import (DEFAULT_BATCH, KEY_COLUMNS, PAPER_OPTIMIZER, POINT_COLUMNS, ROWS_DIGEST, RUN_COLUMNS,
+                               read_table, row_key, rows_digest, run_rows, shown_runs)
 from samedge.config import ConfigError, fmt_value
 from samedge.edge import edge_ratio
 from samedge.figure_specs import FIGURES
@@ -108,6 +109,7 @@ class Results:
         results_dir = Path(results_dir)
         metrics = _read_table(results_dir / "metrics.csv", [*KEY_COLUMNS, *METRIC_COLUMNS])
         runs = _read_table(results_dir / "runs.csv", list(RUN_COLUMNS))
+        _check_rows(results_dir / "metrics.csv", metrics, runs)
         return cls(paper_rows(metrics), paper_rows(runs))
 
     def lrs(self, task: str) -> list[float]:
@@ -177,11 +179,26 @@ def _is_point(table: pd.DataFrame, task: str, lr: float, rho: float) -> pd.Serie
 def _read_table(path: Path, columns: list[str]) -> pd.DataFrame:
     if not path.is_file():
         raise ConfigError(f"{path}: not found; run `samedge aggregate` first")
-    table = pd.read_csv(path)
+    table = read_table(path)
     missing = [col for col in columns if col not in table.columns]
     if missing:
         raise ConfigError(f"{path}: missing columns {missing}")
     return table
+
+
+def _check_rows(path: Path, metrics: pd.DataFrame, runs: pd.DataFrame) -> None:
+    """Every run's rows must be those aggregate wrote (runs.csv's digest of them), and no row may
+    belong to a run runs.csv does not list: an edited table is refused before anything is drawn."""
+    rows = run_rows(metrics)
+    for run in runs.itertuples(index=False):
+        key = row_key(run._asdict())
+        if rows_digest(rows.pop(key, metrics.iloc[:0])) != getattr(run, ROWS_DIGEST):
+            raise ConfigError(f"{path}: the rows of run {run.task}/{run.run} (seed {run.seed}) are not those "
+                              "`samedge aggregate` wrote (edited?); rerun `samedge aggregate`")
+    if rows:
+        stray = ", ".join(f"{column}={value}" for column, value in zip(KEY_COLUMNS, next(iter(rows))))
+        raise ConfigError(f"{path}: rows of {stray}, a run runs.csv does not list (edited?); "
+                          "rerun `samedge aggregate`")
 
 
 def _describe(run: str, row: pd.Series) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from samedge.errors import DataError
+
+FULL = frozenset({errno.ENOSPC, errno.EDQUOT})  # a full disk or quota: the folder is the problem
 
 
 def _umask() -> int:
@@ -31,6 +34,10 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as exc:
+        if exc.errno in FULL and exc.filename is None:  # a write() names no file: name the one it was for
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     finally:
         tmp_path.unlink(missing_ok=True)
 

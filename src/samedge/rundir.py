@@ -39,10 +39,10 @@ def check_checkpoint_dir(checkpoint_dir: Path, out_dir: Path) -> None:
         raise RunDirError(f"--checkpoint-dir {checkpoint_dir}: exists and is not a folder")
 
 
-def make_writable(folder: Path, flag: str) -> bool:
+def make_writable(folder: Path, flag: str) -> list[Path]:
     """Create folder if needed and prove it writable (an unnamed temporary file leaves no trace).
-    Returns whether it was created."""
-    created = not folder.exists()
+    Returns the folders it created, deepest first (folder and its missing parents)."""
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
@@ -50,6 +50,13 @@ def make_writable(folder: Path, flag: str) -> bool:
     except OSError as exc:
         raise RunDirError(f"{flag} {folder}: cannot write there ({exc.strerror}); choose a writable folder") from exc
     return created
+
+
+def remove_if_empty(folders: list[Path]) -> None:
+    """Remove folders (deepest first) that are still empty: a refused or failed command leaves no trace."""
+    for folder in folders:
+        with contextlib.suppress(OSError):  # not empty: it holds results, a checkpoint or a user's file
+            folder.rmdir()
 
 
 @contextlib.contextmanager
@@ -72,15 +79,12 @@ def _locked(folder: Path, flag: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def claim(out_dir: Path, checkpoint_dir: Path) -> Iterator[None]:
-    """Hold both folders for one run; on exit remove those it created if they are still empty."""
+    """Hold both folders for one run; on exit remove those it created (and their parents) if still empty."""
     created: list[Path] = []
     try:
         for folder, flag in ((out_dir, "--out"), (checkpoint_dir, "--checkpoint-dir")):
-            if make_writable(folder, flag):
-                created.append(folder)
+            created = make_writable(folder, flag) + created  # deepest first, the later folder's before
         with _locked(out_dir, "--out"), _locked(checkpoint_dir, "--checkpoint-dir"):
             yield
     finally:
-        for folder in created:
-            with contextlib.suppress(OSError):  # not empty: it holds results or a checkpoint
-                folder.rmdir()
+        remove_if_empty(created)

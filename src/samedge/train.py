@@ -22,13 +22,13 @@ from torch import nn
 
 from samedge import checkpoint
 from samedge.batches import BatchSource
-from samedge.errors import CheckpointError
-from samedge.io import atomic_write, write_json
+from samedge.errors import CheckpointError, ConfigError
+from samedge.io import atomic_write, sha256_file, write_json
 from samedge.progress import Progress
 from samedge.provenance import device_name, versions
 from samedge.monitor import Sharpness, metrics_frame, metrics_row
 from samedge.optimizers import Optimizer
-from samedge.runs import METRICS_FILE, RECORD_FILE
+from samedge.runs import DIGEST_KEY, METRICS_FILE, RECORD_FILE
 from samedge.sam import SamGradient, SamTensors, graphable
 from samedge.tasks import get_task
 from samedge.tracker import EigenTracker
@@ -36,6 +36,7 @@ from samedge.tracker import EigenTracker
 log = logging.getLogger("samedge.train")
 
 CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_KEYS = ("identity", "state", "model", "tracker", "optimizer", "sharpness", "rng")  # what save_checkpoint writes (cuda_rng: optional)
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what schedulers expect from a job that stopped on TERM
 # The loop reads the divergence watch (a host-device sync) every this many steps, and at every
 # measurement, checkpoint and the end; the step it reports is exact (recorded on the device).
@@ -170,6 +171,9 @@ class Trainer:
         torch.manual_seed(spec.cfg["seed"])
         task = get_task(spec.task)
         self.model: nn.Module = task.build_model(spec.cfg["model"]).to(spec.device)
+        if tracker["k"] > (size := sum(p.numel() for p in self.model.parameters())):
+            raise ConfigError(f"tracker.k: {tracker['k']} eigenvalues of a Hessian of size {size} (the model's "
+                              f"parameters); choose k <= {size}")
         self.loss_fn = task.loss
         self.tracker = EigenTracker(k=tracker["k"], tol=tracker["tol"], max_iters=tracker["max_iters"],
                                     method=tracker["method"], seed=spec.cfg["seed"])
@@ -193,9 +197,16 @@ class Trainer:
         self._last_checkpoint = time.monotonic()
 
     def try_resume(self) -> bool:
-        if not self.checkpoint_path.is_file():
+        if not self.checkpoint_path.exists():
             return False
+        if not self.checkpoint_path.is_file():  # a save would fail at the first checkpoint, after the work
+            raise CheckpointError(f"checkpoint {self.checkpoint_path} is a folder, not a file; move it away "
+                                  "or give this run another --checkpoint-dir")
         payload = checkpoint.load(self.checkpoint_path)
+        if not isinstance(payload, dict) or (missing := [k for k in CHECKPOINT_KEYS if k not in payload]):
+            raise CheckpointError(f"checkpoint {self.checkpoint_path} lacks "
+                                  f"{missing if isinstance(payload, dict) else 'its contents'} (not written by "
+                                  "this samedge); delete it to rerun this run from step 0")
         if payload["identity"] != self.spec.identity():
             raise CheckpointError(
                 f"checkpoint {self.checkpoint_path} belongs to a run with another task/lr/rho/seed/config; "
@@ -325,6 +336,7 @@ class Trainer:
                   "total_hvps": sum(r["hvp_count"] for r in state.rows), "measurements": len(state.rows), "resumes": state.resumes}
         with atomic_write(spec.out_dir / METRICS_FILE) as tmp:
             metrics_frame(state.rows).to_csv(tmp, index=False)
+            record[DIGEST_KEY] = sha256_file(tmp)  # what readers check the file against
         write_json(spec.out_dir / RECORD_FILE, record)
         checkpoint.remove(self.checkpoint_path)  # only the files this run wrote
         return record

@@ -3,33 +3,28 @@
 import json
 import shlex
 
-from snakemake.utils import validate
-
 from samedge.codedeps import digest, module_files
 from samedge.codedeps import module_file as codedeps_module_file
-from samedge.config import fmt_value, profile_config, validate_params
-from samedge.runs import profile_runs
+from samedge.config import check_pipeline, fmt_value, profile_config
+from samedge.errors import exit_on_error
+from samedge.runs import check_existing_runs, profile_runs
 from samedge.figure_specs import FIGURES, figure_files, headline_files, summary_dir
 from samedge.optimizers import BUILTIN as OPTIMIZERS_BUILTIN
 from samedge.optimizers import module_file as optimizer_module_file
-from samedge.optimizers import parse_label, register_user_optimizers
-from samedge.tasks import BUILTIN, get_task, module_file, register_user_tasks
+from samedge.optimizers import parse_label
+from samedge.tasks import BUILTIN, get_task, module_file
 
 # Pipeline switches given with --config KEY=VALUE; they choose how jobs run, not what they
 # compute, so they are not part of params.yaml and are left out of its schema validation.
 PIPELINE_SWITCHES = {"device": ("cpu", "cuda")}
 
-validate(
-    {key: value for key, value in config.items() if key not in PIPELINE_SWITCHES},
-    "../schemas/params.schema.yaml",
-)
-for _switch, _allowed in PIPELINE_SWITCHES.items():
-    if config.setdefault(_switch, _allowed[0]) not in _allowed:
-        raise ValueError(f"--config {_switch}={config[_switch]!r}: expected one of {list(_allowed)}")
-# What the schema cannot check: registered tasks, each task's model block, non-finite values.
-register_user_tasks(config, workflow.basedir)
-register_user_optimizers(config, workflow.basedir)
-validate_params({key: value for key, value in config.items() if key not in PIPELINE_SWITCHES})
+# Before any job, what a job would refuse (params.yaml, --config) and a finished run whose files are
+# not what it wrote (aggregation would refuse it only after Snakemake removed the tables): one line, exit 2.
+with exit_on_error("samedge pipeline"):
+    check_pipeline(config, PIPELINE_SWITCHES, workflow.basedir)
+    if workflow.is_main_process:  # a job's own Snakemake (cluster) must not judge runs being written
+        check_existing_runs("results/runs", profile_runs(config), "rm -r {folder} && make pipeline "
+                            f"PROFILE={config['profile']}")
 
 PROFILE = config["profile"]
 TASKS = list(profile_config(config, PROFILE))  # the profile's tasks, in params order

@@ -14,8 +14,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
+from typing import NoReturn
 
-from samedge.errors import SamedgeError
+from samedge.errors import SamedgeError, one_line
+from samedge.io import FULL
 
 # One module samedge.cli.<command> each: it defines the subcommand's options and imports its heavy
 # libraries (torch, pandas, seaborn) only when it runs, so `samedge --help` answers at once. They
@@ -23,18 +26,20 @@ from samedge.errors import SamedgeError
 COMMANDS = ("fetch", "train", "aggregate", "figure")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (no usage block before them), exit 2 as ever."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="samedge", description=__doc__,
+    parser = Parser(prog="samedge", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         importlib.import_module(f"{__name__}.{command}").register(sub)
     return parser
-
-
-def one_line(exc: BaseException) -> str:
-    """A message on one line: a log grep or a scheduler's summary keeps the whole of it."""
-    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,4 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except SamedgeError as exc:
         print(f"samedge {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in FULL:
+            raise
+        where = f"the folder {Path(exc.filename).parent}" if exc.filename else "a folder it writes"
+        print(f"samedge {args.command}: error: {where} is full ({exc.strerror}); what was written before is "
+              "kept: free space, then run the same command again (a run resumes from its last checkpoint)",
+              file=sys.stderr)
         return 2

@@ -93,6 +93,7 @@ def summarise(results_dir: Path, out: Path) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     global _results
     from samedge import figures
+    from samedge.runs import check_output_folder
 
     targets = [parse_target(text) for text in args.target]
     if args.params is not None or Path("params.yaml").is_file():
@@ -105,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--jobs {args.jobs}: expected a number of processes >= 1")
     if "run" in targets and None in (args.task, args.lr, args.rho):
         raise ConfigError("figure run: needs --task, --lr and --rho")
+    check_output_folder(args.out, "--out")
     _results = None if targets == [1] else figures.Results.load(args.results)
     todo = [item for target in targets for item in items(target, args, _results)]
     if args.jobs == 1 or len(todo) < 2:

@@ -11,33 +11,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from samedge.errors import ConfigError, SamedgeError
-
-MIN_NORMAL = sys.float_info.min
-
-
-def check_lr_rho(lr: float, rho: float) -> None:
-    """eta and rho for which 2/eta and the SAM edge are finite positive floats; otherwise every
-    lambda_1/edge ratio of the run would be inf or NaN (at eta = 1e308, 2/eta underflows)."""
-    if not (math.isfinite(lr) and lr > 0 and MIN_NORMAL <= 2.0 / lr < math.inf and math.isfinite(2.0 * lr)):
-        raise ConfigError(f"--lr {lr!r}: expected a finite learning rate > 0 whose edge 2/lr is a normal "
-                          f"float, i.e. {2.0 / sys.float_info.max:.3g} < lr < {2.0 / MIN_NORMAL:.3g}")
-    if not (math.isfinite(rho) and rho >= 0):
-        raise ConfigError(f"--rho {rho!r}: expected a finite rho >= 0 (0 is GD)")
-
-
-def check_schedule(cfg: dict) -> None:
-    train = cfg["train"]
-    if not (train["max_steps"] or train["time_budget_s"]):
-        raise ConfigError("train: set max_steps or time_budget_s, or the run never ends")
-    if not (train["measure_every_steps"] or train["measure_every_s"]):
-        raise ConfigError("train: set measure_every_steps or measure_every_s, or nothing is measured")
-
 
 def resolve_device(name: str) -> Any:
     import torch
@@ -64,9 +42,10 @@ def load_data(args: argparse.Namespace, cfg: dict, device: Any) -> Any:
 def build_spec(args: argparse.Namespace) -> Any:
     import torch
 
-    from samedge.config import load_params, load_run_config
+    from samedge.config import check_data_size, check_lr_rho, check_schedule, load_params, load_run_config
     from samedge.optimizers import build
     from samedge.rundir import check_checkpoint_dir, check_out_dir, default_checkpoint_dir
+    from samedge.runs import check_own_out
     from samedge.tasks import get_task
     from samedge.tasks.contract import check_task
     from samedge.train import RunSpec
@@ -82,6 +61,8 @@ def build_spec(args: argparse.Namespace) -> Any:
     cfg = load_run_config(args.params, args.profile, args.task, [*args.set, *seed], args.optimizer)
     check_schedule(cfg)
     optimizer = build(cfg["optimizer"], args.lr, args.rho)
+    check_own_out(out_dir, {"task": args.task, "lr": args.lr, "rho": args.rho, "seed": cfg["seed"], "config": cfg})
+    check_data_size(args.task, cfg, args.data_dir, "--params")
     device = resolve_device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)

@@ -70,4 +70,4 @@ def batches(cfg: dict, data_dir: Path, device: torch.device) -> FullBatch | Mini
 
 
 TASK = Task(name="cifar10", label="CIFAR-10 (CNN)", build_model=build_model, loss=mse_loss, batches=batches,
-            data=Dataset(SOURCE, prepare), model_schema=MODEL_SCHEMA, paper=PaperFigures(rho=0.1))
+            data=Dataset(SOURCE, prepare, train_size=50_000), model_schema=MODEL_SCHEMA, paper=PaperFigures(rho=0.1))

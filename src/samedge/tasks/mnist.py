@@ -52,4 +52,4 @@ def batches(cfg: dict, data_dir: Path, device: torch.device) -> FullBatch | Mini
 
 
 TASK = Task(name="mnist", label="MNIST (MLP)", build_model=build_model, loss=mse_loss, batches=batches,
-            data=Dataset(SOURCE, prepare), model_schema=MODEL_SCHEMA, paper=PaperFigures(rho=0.1))
+            data=Dataset(SOURCE, prepare, train_size=60_000), model_schema=MODEL_SCHEMA, paper=PaperFigures(rho=0.1))
