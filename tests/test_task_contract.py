@@ -24,7 +24,7 @@ BREAKS = {
                           "task mine: loss(outputs, targets) returned float"),
     "loss detached": ("return (outputs - targets).pow(2).mean()", "return (outputs - targets).pow(2).mean().detach()",
                       "task mine: the gradient of loss(model(inputs), targets) failed on the first batch: RuntimeError"),
-    "batches tuple": ("return FullBatch(x.to(device), y.to(device), cfg[\"train\"][\"chunk_size\"])",
+    "batches tuple": ("return example_batches(x.to(device), y.to(device), cfg)",
                       "return x.to(device), y.to(device)",
                       "task mine: batches() returned tuple; expected an object with .batch(step)"),
     "model not a module": ("return nn.Sequential(*layers, nn.Linear(sizes[-1], OUT))",
@@ -44,7 +44,8 @@ def test_a_broken_task_contract_is_one_line_before_any_output(tmp_path, capsys, 
     (tmp_path / "mine.py").write_text(EXAMPLE.replace(old, new).replace('name="teacher"', 'name="mine"'))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["tasks"] = {"mine": {"module": "mine.py"}}
-    params["profiles"]["example"] = {"mine": params["profiles"]["example"]["teacher"]}
+    params["profiles"] = {"example": {"mine": params["profiles"]["example"]["teacher"]}}  # none names teacher
+    params["profile"] = "example"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = tmp_path / "run"
     args = ["train", "--task", "mine", "--lr", "1", "--rho", "0.05", "--profile", "example", "--device", "cpu",

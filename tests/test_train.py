@@ -363,7 +363,7 @@ def test_a_checkpoint_with_a_valid_digest_but_no_tracker_is_refused(preempted, t
     path = tmp_path / "run.ckpt" / "checkpoint.pt"
     path.parent.mkdir()
     path.write_bytes(payload)
-    content = checkpoint.load(path, torch.device("cpu"))
+    content = checkpoint.load(path)
     del content["tracker"]
     checkpoint.save(path, content)
     assert main(with_out(args, tmp_path / "run")) == 2

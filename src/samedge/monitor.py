@@ -30,12 +30,11 @@ from torch import Tensor, nn
 from samedge import optimizers
 from samedge.edge import gd_edge, sam_edge
 from samedge.eigensolver import EigResult
-from samedge.io import atomic_write, write_json
 from samedge.objective import Data, LossFn
 from samedge.optimizers import Optimizer
 from samedge.optimizers.base import Preconditioned
 from samedge.provenance import versions
-from samedge.runs import EXTRA_COLUMNS, METRIC_COLUMNS, METRICS_FILE, RECORD_FILE
+from samedge.runs import EXTRA_COLUMNS, METRIC_COLUMNS, write_run
 from samedge.sam import SamGradient, SamTensors
 from samedge.tracker import EigenTracker
 
@@ -139,8 +138,6 @@ class EdgeMonitor:
         """metrics.csv and run.json in out_dir, as `samedge train` writes them (aggregate reads them:
         put them at runs/<task>/<samedge.runs.run_name(...)>/ and run `samedge aggregate --runs-dir runs`)."""
         out_dir = Path(out_dir)
-        with atomic_write(out_dir / METRICS_FILE) as tmp:
-            self.frame().to_csv(tmp, index=False)
         record = {"status": status, "reason": reason, "task": task, "lr": self.lr, "rho": self.rho,
                   "optimizer": {"name": self.optimizer.name, **self.optimizer.settings},
                   "seed": self.seed, "steps": self.steps, "measurements": len(self.rows),
@@ -149,7 +146,7 @@ class EdgeMonitor:
                   "train_seconds": self.rows[-1]["train_seconds"] if self.rows else 0.0,
                   "tracker": {k: v for k, v in self.tracker.state_dict().items() if k != "basis"},
                   "versions": versions()}
-        write_json(out_dir / RECORD_FILE, record)
+        write_run(out_dir, self.frame(), record)
         return out_dir
 
 

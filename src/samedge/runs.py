@@ -27,7 +27,7 @@ import pandas as pd
 
 from samedge.config import ConfigError, fmt_value, grid, point_seeds, profile_config
 from samedge.errors import RunDirError
-from samedge.io import sha256_file
+from samedge.io import atomic_write, sha256_file, write_json
 
 # edge: the run's optimizer's edge of stability at that measurement; sharpness: the top eigenvalue
 # of the operator compared with it (lambda_1, or P^-1 H's for a preconditioned optimizer).
@@ -171,6 +171,14 @@ def read_record(path: Path) -> dict:
     if not isinstance(record, dict):
         raise ConfigError(f"{path}: expected a JSON object, got {type(record).__name__}; rerun the run")
     return record
+
+
+def write_run(out_dir: Path, metrics: pd.DataFrame, record: dict) -> None:
+    """A run's two files, each atomically: metrics.csv, then run.json with the digest of that very file."""
+    with atomic_write(out_dir / METRICS_FILE) as tmp:
+        metrics.to_csv(tmp, index=False)
+        record[DIGEST_KEY] = sha256_file(tmp)  # what readers check the file against
+    write_json(out_dir / RECORD_FILE, record)
 
 
 def check_digest(metrics_path: Path, record: dict) -> None:

@@ -23,12 +23,11 @@ from torch import nn
 from samedge import checkpoint
 from samedge.batches import BatchSource
 from samedge.errors import CheckpointError, ConfigError
-from samedge.io import atomic_write, sha256_file, write_json
 from samedge.progress import Progress
 from samedge.provenance import device_name, versions
 from samedge.monitor import Sharpness, metrics_frame, metrics_row
 from samedge.optimizers import Optimizer
-from samedge.runs import DIGEST_KEY, METRICS_FILE, RECORD_FILE
+from samedge.runs import write_run
 from samedge.sam import SamGradient, SamTensors, graphable
 from samedge.tasks import get_task
 from samedge.tracker import EigenTracker
@@ -334,10 +333,7 @@ class Trainer:
                   "versions": versions(), "device": device_name(spec.device),
                   "wall_seconds": state.wall_seconds, "train_seconds": state.train_seconds,
                   "total_hvps": sum(r["hvp_count"] for r in state.rows), "measurements": len(state.rows), "resumes": state.resumes}
-        with atomic_write(spec.out_dir / METRICS_FILE) as tmp:
-            metrics_frame(state.rows).to_csv(tmp, index=False)
-            record[DIGEST_KEY] = sha256_file(tmp)  # what readers check the file against
-        write_json(spec.out_dir / RECORD_FILE, record)
+        write_run(spec.out_dir, metrics_frame(state.rows), record)
         checkpoint.remove(self.checkpoint_path)  # only the files this run wrote
         return record
 
