@@ -11,7 +11,7 @@ IMAGE   := containers/samedge.sif
 CONFIG  := $(if $(PROFILE),--config profile=$(PROFILE))
 PLOTS_TEMPLATE := .dvc/plots/offline.html
 
-.PHONY: install pipeline report unlock test bench container
+.PHONY: install pipeline report migrate unlock test bench container
 install: $(VENV)/.installed $(PLOTS_TEMPLATE)
 
 $(VENV)/.installed: pyproject.toml requirements/lock.txt
@@ -24,12 +24,22 @@ $(VENV)/.installed: pyproject.toml requirements/lock.txt
 $(PLOTS_TEMPLATE): .dvc/plots/offline_template.py $(VENV)/.installed
 	$(BIN)/python .dvc/plots/offline_template.py $@
 
+# The report lies in the profile's own folder (results/<profile>/report.html; samedge.layout says where).
+REPORT = $$($(BIN)/python -m samedge.layout report $(PROFILE))
+
 pipeline: install
 	$(BIN)/snakemake --cores $(CORES) $(CONFIG)
-	$(BIN)/snakemake --report results/report.html $(CONFIG)
+	$(BIN)/snakemake --report $(REPORT) $(CONFIG)
 
 report: install
-	$(BIN)/snakemake --report results/report.html $(CONFIG)
+	$(BIN)/snakemake --report $(REPORT) $(CONFIG)
+
+# A workspace of the single-profile layout (results/runs, results/*.csv, ...): its results move
+# into the folders of PROFILE (nothing is overwritten; it stops if any is taken) and Snakemake
+# records them as up to date, so nothing retrains: `make migrate PROFILE=quick`.
+migrate: install
+	$(BIN)/python -m samedge.layout migrate $(PROFILE)
+	$(BIN)/snakemake --cores 1 --touch $(CONFIG)
 
 # After a killed Snakemake (SIGKILL, a closed terminal) the next run stops with "Directory cannot
 # be locked": this removes the stale lock. Only when no other Snakemake runs in this directory.

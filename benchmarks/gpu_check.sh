@@ -6,7 +6,7 @@
 #    wheels/); samedge itself runs from src/ (no pins, no build);
 # 2. fetches and prepares the three data sets from the mirror (timed apart);
 # 3. runs the paper-quick DAG from prepared data (training, tables, 16 figures, report), timed;
-# 4. runs benchmarks/gpu.py and reads the paper's claims off results/edge_agreement.csv;
+# 4. runs benchmarks/gpu.py and reads the paper's claims off results/paper-quick/edge_agreement.csv;
 # 5. writes everything to benchmarks/results-gpu.md.
 # Make WHEELS_DIR on a machine with internet, for the GPU machine's Python and its torch version:
 #   pip download --dest wheels --only-binary=:all: --python-version 3.11 --platform manylinux2014_x86_64 \
@@ -23,6 +23,7 @@ export SAMEDGE_DATA_MIRROR
 VENV=.gpu-venv
 OUT=benchmarks/results-gpu.md
 CONFIG=(--config profile=paper-quick device=cuda)
+RESULTS=results/paper-quick  # the profile's own folder (samedge.layout)
 
 [ -x "$VENV/bin/python" ] || "${PYTHON:-python3}" -m venv --system-site-packages "$VENV"
 missing=$("$VENV/bin/python" -c '
@@ -52,7 +53,7 @@ snakemake --cores all "${CONFIG[@]}" data/prepared/{mnist,cifar10,shakespeare} >
     || fail "fetching the data failed: see logs/gpu-check-data.log"
 data_s=$((SECONDS - t0))
 t0=$SECONDS
-{ snakemake --cores all "${CONFIG[@]}" && snakemake --report results/report.html "${CONFIG[@]}"; } \
+{ snakemake --cores all "${CONFIG[@]}" && snakemake --report "$RESULTS/report.html" "${CONFIG[@]}"; } \
     > logs/gpu-check-dag.log 2>&1 || fail "the paper-quick DAG failed: see logs/gpu-check-dag.log"
 dag_s=$((SECONDS - t0))
 "$VENV/bin/python" benchmarks/gpu.py --data-dir data --out benchmarks/.gpu-table.md >/dev/null
@@ -65,13 +66,13 @@ dag_s=$((SECONDS - t0))
     echo "- fetch + prepare the three data sets from the mirror: ${data_s} s"
     echo "- paper-quick DAG from prepared data (training, tables, 16 figures, report): ${dag_s} s (target <= 600)"
     echo
-    echo "## The paper's claims (results/edge_agreement.csv)"
+    echo "## The paper's claims ($RESULTS/edge_agreement.csv)"
     echo
-    "$VENV/bin/python" benchmarks/gpu.py --claims results/edge_agreement.csv
+    "$VENV/bin/python" benchmarks/gpu.py --claims "$RESULTS/edge_agreement.csv"
     echo
     echo "## Training jobs sharing the GPU"
     echo
-    "$VENV/bin/python" benchmarks/gpu.py --packing results "$dag_s"
+    "$VENV/bin/python" benchmarks/gpu.py --packing "$RESULTS" "$dag_s"
     echo
     echo "## Steps against their floor (benchmarks/gpu.py)"
     echo

@@ -19,6 +19,7 @@ import pytest
 import yaml
 from spython.main.parse.parsers import DockerParser, SingularityParser
 
+from samedge.layout import Layout
 from samedge.runs import run_name
 from tests.pipeline_workspace import (BIN, REPO, SMOKE, SNAKEMAKE, clone_workspace, copy_repo, make,
                                       newcomer_env, run, smoke_workspace, tool_env)
@@ -164,7 +165,7 @@ def test_turning_containers_on_reruns_nothing(finished):
 @pytest.mark.slow
 def test_a_failing_container_job_keeps_every_other_output(finished):
     ws, env = finished
-    kept = ["data", "results/runs", "results/figures", "checkpoints"]
+    kept = ["data", str(Layout("smoke").runs), str(Layout("smoke").figures), "checkpoints"]
     before = digests(ws, kept)
     out = run([SNAKEMAKE, "--cores", "2", "--use-singularity", "--keep-going", "--forcerun",
                "aggregate", *SMOKE], ws, env | {"FAKE_APPTAINER_FAIL": "1"}, check=False)
@@ -180,7 +181,7 @@ def test_snakemake_runs_every_job_through_apptainer_with_the_gpu(tmp_path, tmp_p
     env = tool_env(tmp_path_factory, mirror, extra_path=[FAKEBIN])
     env["FAKE_APPTAINER_LOG"] = str(calls)
     env["FAKE_APPTAINER_IMAGE_BIN"] = str(image_bin(tmp_path, tmp_path / "image-samedge.log"))
-    run_dir = f"results/runs/shakespeare/{run_name(0.1, 0.0)}"
+    run_dir = f"{Layout('smoke').runs}/shakespeare/{run_name(0.1, 0.0)}"
     targets = ["data/prepared/shakespeare", f"{run_dir}/run.json"]
     out = run([SNAKEMAKE, "--cores", "2", "--use-singularity", *SMOKE, "--", *targets], repo, env,
               timeout=600)

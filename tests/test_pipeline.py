@@ -6,10 +6,13 @@ import it."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -17,11 +20,11 @@ from samedge.config import load_params
 from samedge.runs import profile_runs
 from samedge.figure_specs import FIGURES, figure_files, run_figure_files
 from samedge.codedeps import module_file
+from samedge.layout import TABLES, Layout
 from tests.pipeline_workspace import (NEWCOMER_PATH, SMOKE, SNAKEMAKE, clone_workspace, copy_repo,
-                                      dry_run_jobs, run, smoke_run, smoke_workspace, tool_env)
+                                      dry_run_jobs, make, newcomer_env, run, smoke_run, smoke_workspace,
+                                      tool_env)
 
-TABLES = ["results/metrics.csv", "results/runs.csv", "results/edge_agreement.csv",
-          "results/edge_agreement.json"]
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +53,12 @@ def test_one_training_job_per_grid_point(fresh_copy, env, profile):
     assert trained == expected
     train = next(job for job in jobs if job["rule"] == "train")
     assert f"--profile {profile}" in train["shell"] and "--device cpu" in train["shell"]
-    assert train["benchmark"].startswith("results/benchmarks/") and train["log"].startswith("logs/")
+    assert train["benchmark"].startswith(f"results/{profile}/benchmarks/")
+    assert train["log"].startswith(f"logs/{profile}/") and f"checkpoints/{profile}/" in train["shell"]
     assert {job["rule"] for job in jobs} >= {"fetch", "aggregate", "paper_figures", "run_figures", "all"}
     [paper] = [job for job in jobs if job["rule"] == "paper_figures"]  # every figure in one job
     assert sorted(paper["output"].split(", ")) == sorted(
-        str(path) for number in FIGURES for path in figure_files(number))
+        str(path) for number in FIGURES for path in figure_files(number, Layout(profile).figures))
 
 
 def test_cuda_switch_claims_a_gpu_per_training_job(fresh_copy, env):
@@ -98,22 +102,23 @@ def smoke(tmp_path_factory, mirror) -> Path:
 
 @pytest.mark.slow
 def test_smoke_pipeline_writes_every_output(smoke):
-    for path in TABLES:
-        assert (smoke / path).stat().st_size > 0, path
+    layout = Layout("smoke", smoke)
+    for name in TABLES:
+        assert layout.table(name).stat().st_size > 0, name
     for number in FIGURES:
-        for path in figure_files(number, smoke / "results/figures"):
+        for path in figure_files(number, layout.figures):
             assert path.stat().st_size > 0, path
-    with open(smoke / "results/runs.csv", newline="") as table:
+    with open(layout.table("runs.csv"), newline="") as table:
         runs = list(csv.DictReader(table))
     keys = profile_runs(load_params(smoke / "params.yaml"), "smoke")
     assert len(runs) == len(keys)
     status = {(row["task"], row["run"]): row["status"] for row in runs}
     for key in keys:
-        sets = run_figure_files(key, out_dir=smoke / "results/figures")
+        sets = run_figure_files(key, out_dir=layout.figures)
         assert all(path.is_file() for path in sets) == (status[key.task, key.name] != "diverged"), key
         stem = f"{key.task}/{key.name}"
-        assert (smoke / "logs/train" / f"{stem}.log").is_file()
-        assert (smoke / "results/benchmarks" / f"{stem}.tsv").is_file()
+        assert (layout.logs / "train" / f"{stem}.log").is_file()
+        assert (layout.benchmarks / f"{stem}.tsv").is_file()
 
 
 @pytest.mark.slow
@@ -122,7 +127,7 @@ def test_newcomer_make_pipeline_runs_with_nothing_on_path(tmp_path_factory, mirr
     assert shutil.which("samedge", path=NEWCOMER_PATH) is None  # nothing but the repo provides it
     assert "command not found" not in log
     assert "Missing metadata" not in log  # the report was built for the profile that ran
-    assert (ws / "results/report.html").stat().st_size > 0
+    assert Layout("smoke", ws).report.stat().st_size > 0
 
 
 @pytest.mark.slow
@@ -134,7 +139,7 @@ def test_smoke_data_came_from_the_mirror(smoke):
 
 @pytest.mark.slow
 def test_report_holds_figures_captions_and_the_edge_table(smoke):
-    html = (smoke / "results/report.html").read_text()
+    html = Layout("smoke", smoke).report.read_text()
     for number in FIGURES:
         assert figure_files(number)[1].name in html
     assert "edge_agreement.csv" in html and "runs.csv" in html
@@ -169,9 +174,39 @@ def test_editing_package_code_reruns_the_stages_that_import_it(smoke, tmp_path, 
     path = module_file(module, ws / "src/samedge")
     path.touch()  # a new modification time alone changes nothing (a fresh clone, a checkout)
     assert "Nothing to be done" in run([SNAKEMAKE, "--dry-run", *SMOKE], ws, env).stdout
-    path.write_text(path.read_text() + "\n# edited\n")
+    text = path.read_text()  # nor does a comment, a reformatted line or a docstring
+    path.write_text("# a comment\n\n" + text.replace('"""', '"""Reworded. ', 1) + "\n\n# the end\n")
+    assert "Nothing to be done" in run([SNAKEMAKE, "--dry-run", *SMOKE], ws, env).stdout
+    path.write_text(text + "\nEDITED = True\n")  # a change in what the module does
     jobs = dry_run_jobs(ws, env, *SMOKE)
     assert {job["rule"] for job in jobs} - {"all"} == rerun
+    shown = str(path.relative_to(ws))  # the reason names the file that changed, and only it
+    for job in jobs:
+        if job["rule"] in rerun and "Params have changed" in job["reason"]:
+            assert re.search(rf"before: {re.escape(shown)}@\w+ now: {re.escape(shown)}@\w+", job["reason"]), job
     if "train" in rerun:  # every run of the grid, and no data fetched again
         assert len([job for job in jobs if job["rule"] == "train"]) == len(
             profile_runs(load_params(ws / "params.yaml"), "smoke"))
+
+
+def tree_digests(*folders: Path) -> dict[str, str]:
+    return {str(path): hashlib.sha256(path.read_bytes()).hexdigest()
+            for folder in folders for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.mark.slow
+def test_a_second_profile_leaves_the_first_ones_files_alone(smoke, tmp_path, mirror):
+    """The smoke results, then the `example` profile (a task of its own) in the same workspace, the
+    README's way: every file of the smoke profile is byte-identical afterwards, and each profile
+    has its own tables, figures and report."""
+    ws = clone_workspace(smoke, tmp_path / "repo")
+    first, second = Layout("smoke", ws), Layout("example", ws)
+    mine = [first.results, first.logs, ws / "data", ws / "logs/fetch"]
+    before = tree_digests(*mine)
+    assert any("/runs/" in path for path in before)
+    make(ws, newcomer_env(mirror), "pipeline", "PROFILE=example", "CORES=2")
+    assert tree_digests(*mine) == before
+    assert not (ws / "results/runs").exists()  # nothing in the old shared places
+    runs = pd.read_csv(second.table("runs.csv"))
+    assert set(runs["task"]) == {"teacher"} and second.report.stat().st_size > 0
+    assert (second.figures / "tasks/teacher_grid.png").is_file()

@@ -1,14 +1,22 @@
-"""The package files each pipeline stage runs, so that editing them reruns that stage.
+"""The package files each pipeline stage runs, and a digest of what each one means, so that a
+change in behaviour reruns that stage and a comment does not.
 
 A stage's code is its entry module and every samedge module it imports, transitively, read from
-the source with `ast` (nothing is imported; imports inside functions count too). Snakemake records
-a digest of their contents as a rule parameter (so a changed file reruns the stage's jobs, and a
-mere touch or a fresh clone does not); dvc.yaml lists the same files as stage deps (a test checks).
+the source with `ast` (nothing is imported; imports inside functions count too); the training and
+data stages add each task's own module. A file's digest is of its normalised syntax tree: comments,
+docstrings, blank lines and formatting leave it unchanged, any other edit changes it. Snakemake
+records one `path@digest` param per file (so the reason for a rerun names the files that changed,
+and a touch or a fresh clone reruns nothing); `python -m samedge.codedeps` writes the same digests
+per stage as JSON, which dvc.yaml's stages depend on.
 """
 from __future__ import annotations
 
+import argparse
 import ast
 import hashlib
+import json
+import re
+import sys
 from pathlib import Path
 
 PACKAGE = "samedge"
@@ -81,9 +89,87 @@ def stage_files(stage: str, package_dir: Path) -> list[Path]:
     return module_files(STAGE_ENTRIES[stage], package_dir)
 
 
-def digest(files: list[Path], root: Path) -> str:
-    """sha256 over the files' paths (relative to root) and contents: one value per code state."""
-    sha = hashlib.sha256()
-    for path in sorted(files):
-        sha.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return sha.hexdigest()
+_DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+SHORT = 12  # hex digits of a digest shown in params and JSON: plenty to tell code states apart
+
+
+def _without_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, _DOCUMENTED) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of the file's syntax tree without docstrings and positions: what the code does.
+    (A docstring read at run time, e.g. as argparse help, changes text only, never results.)"""
+    tree = _without_docstrings(ast.parse(path.read_text(), filename=str(path)))
+    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()[:SHORT]
+
+
+def shown_path(path: Path, root: Path) -> str:
+    """A file as a rerun reason names it: relative to the workspace if inside it."""
+    path = path.resolve()
+    return str(path.relative_to(root.resolve())) if path.is_relative_to(root.resolve()) else str(path)
+
+
+def digests(files: list[Path], root: Path) -> dict[str, str]:
+    """{path: digest} of each file, paths shown relative to root, sorted."""
+    return dict(sorted((shown_path(path, root), file_digest(path)) for path in files))
+
+
+def as_params(code: dict[str, str]) -> dict[str, str]:
+    """One Snakemake param per file, `path@digest`: Snakemake compares params as a set of values,
+    so its reason for a rerun lists exactly the files whose digest changed, before and now."""
+    return {"code_" + re.sub(r"\W", "_", path): f"{path}@{value}" for path, value in code.items()}
+
+
+def task_files(task: str, package_dir: Path, with_imports: bool) -> list[Path]:
+    """A task's module (tasks are loaded by name, so no stage's import graph reaches it), with the
+    package modules it imports if asked (a built-in task's; a user's module is read on its own)."""
+    from samedge.tasks import BUILTIN, module_file as task_module
+
+    if task in BUILTIN and with_imports:
+        return module_files(BUILTIN[task], package_dir)
+    return [task_module(task).resolve()]
+
+
+def stage_code(stage: str, tasks: list[str], package_dir: Path, root: Path) -> dict[str, str]:
+    """{path: digest} of everything a stage runs for these tasks: the training stage with each
+    task's module and its imports, the data stage with each task's module (its data source)."""
+    files = set(stage_files(stage, package_dir))
+    if stage in ("train", "data"):
+        for task in tasks:
+            files.update(task_files(task, package_dir, with_imports=stage == "train"))
+    return digests(sorted(files), root)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write OUT/<stage>.json ({path: digest}) for every stage and the profile's tasks; a file is
+    rewritten only when its digests change, so DVC's stages depending on it stay up to date."""
+    from samedge.config import load_params, profile_config
+    from samedge.errors import SamedgeError
+    from samedge.io import write_json
+
+    parser = argparse.ArgumentParser(prog="python -m samedge.codedeps", description=__doc__)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--profile", default=None, help="default: params.yaml's `profile:`")
+    parser.add_argument("--out", type=Path, required=True, help="folder for <stage>.json")
+    args = parser.parse_args(argv)
+    try:
+        tasks = list(profile_config(load_params(args.params), args.profile))
+    except SamedgeError as exc:
+        print(f"samedge.codedeps: error: {exc}", file=sys.stderr)
+        return 2
+    package_dir, root = Path(__file__).resolve().parent, args.params.resolve().parent
+    for stage in STAGE_ENTRIES:
+        code, path = stage_code(stage, tasks, package_dir, root), args.out / f"{stage}.json"
+        if not path.is_file() or json.loads(path.read_text()) != code:
+            write_json(path, code)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,7 +1,8 @@
 """The run contract: what one run of (task, lr, rho, seed) writes, where, and how it is read back.
 
-results/runs/<task>/<run>/metrics.csv   one row per Hessian measurement (METRIC_COLUMNS first)
-results/runs/<task>/<run>/run.json      status, reason, steps, measurements, config, seed, versions, ...
+<runs>/<task>/<run>/metrics.csv   one row per Hessian measurement (METRIC_COLUMNS first)
+<runs>/<task>/<run>/run.json      status, reason, steps, measurements, config, seed, versions, ...
+(<runs> is results/<profile>/runs in the pipeline: samedge.layout.)
 <run> = lr<lr>_rho<rho> for the task's default seed, lr<lr>_rho<rho>_seed<seed> for any other.
 
 Training writes runs (samedge.train); aggregation, figures, the workflow and the benchmarks read

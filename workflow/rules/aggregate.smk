@@ -3,29 +3,28 @@
 
 rule aggregate:
     input:
-        [path for task in TASKS for path in task_run_outputs(task)],
+        rules.runs.input,
     output:
-        metrics="results/metrics.csv",
+        metrics=str(LAYOUT.table("metrics.csv")),
         runs=report(
-            "results/runs.csv",
+            str(LAYOUT.table("runs.csv")),
             caption="../report/runs.rst",
             category="Tables",
             labels={"table": "runs"},
         ),
         agreement=report(
-            "results/edge_agreement.csv",
+            str(LAYOUT.table("edge_agreement.csv")),
             caption="../report/edge_agreement.rst",
             category="Tables",
             labels={"table": "edge agreement"},
         ),
-        summary="results/edge_agreement.json",
+        summary=str(LAYOUT.table("edge_agreement.json")),
     params:
         profile=PROFILE,
-        code=CODE["aggregate"],
+        **as_params(CODE["aggregate"]),
     log:
-        "logs/aggregate.log",
+        f"{LAYOUT.logs}/aggregate.log",
     threads: 1
     container: CONTAINER
     shell:
-        "samedge aggregate --runs-dir results/runs --out-dir results --params params.yaml"
-        " --profile {params.profile} > {log} 2>&1"
+        "samedge aggregate --params params.yaml --profile {params.profile} > {log} 2>&1"

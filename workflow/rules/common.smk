@@ -4,12 +4,12 @@ import json
 
 from snakemake.utils import validate
 
-from samedge.codedeps import digest, module_files
-from samedge.codedeps import module_file as codedeps_module_file
+from samedge.codedeps import digests, task_files
 from samedge.config import fmt_value, profile_config, validate_params
+from samedge.layout import Layout
 from samedge.runs import profile_runs
 from samedge.figure_specs import FIGURES, figure_files
-from samedge.tasks import BUILTIN, get_task, module_file, register_user_tasks
+from samedge.tasks import get_task, register_user_tasks
 
 # Pipeline switches given with --config KEY=VALUE; they choose how jobs run, not what they
 # compute, so they are not part of params.yaml and are left out of its schema validation.
@@ -27,6 +27,7 @@ register_user_tasks(config, workflow.basedir)
 validate_params({key: value for key, value in config.items() if key not in PIPELINE_SWITCHES})
 
 PROFILE = config["profile"]
+LAYOUT = Layout(PROFILE)  # every path this profile's jobs write (samedge.layout)
 TASKS = list(profile_config(config, PROFILE))  # the profile's tasks, in params order
 RUNS = profile_runs(config, PROFILE)  # every run (task, lr, rho, seed) of the profile
 RUN_BY_DIR = {(key.task, key.name): key for key in RUNS}
@@ -51,7 +52,7 @@ wildcard_constraints:
 def task_run_outputs(task):
     """metrics.csv and run.json of every run of `task` in the active profile."""
     return [
-        f"results/runs/{key.task}/{key.name}/{name}"
+        f"{LAYOUT.runs}/{key.task}/{key.name}/{name}"
         for key in RUNS
         if key.task == task
         for name in ("metrics.csv", "run.json")
@@ -73,27 +74,21 @@ def task_data(wildcards):
     return [f"data/prepared/{wildcards.task}"] if get_task(wildcards.task).data is not None else []
 
 
-def _task_digest(task, with_imports):
-    """A digest of a task's module; a built-in one with the package modules it imports if asked."""
-    if task in BUILTIN:
-        files = (module_files(BUILTIN[task], PACKAGE_DIR) if with_imports
-                 else [codedeps_module_file(BUILTIN[task], PACKAGE_DIR)])
-        return digest(files, PACKAGE_DIR)
-    path = module_file(task).resolve()
-    root = Path(workflow.basedir).resolve()
-    return digest([path], root if path.is_relative_to(root) else Path(path.anchor))
+def _task_code(task, stage):
+    """`path@digest` of each file of a task's code that the stage's own import graph does not
+    reach (tasks are loaded by name): the training stage's with what the module imports."""
+    files = task_files(task, PACKAGE_DIR, with_imports=stage == "train")
+    return [f"{path}@{value}" for path, value in digests(files, ROOT).items() if path not in CODE[stage]]
 
 
 def task_code(wildcards):
-    """The training code of a task that its runs depend on beyond the training stage's import graph
-    (tasks are loaded by name, so that graph does not reach them): its module and what it imports.
-    Editing a task's module reruns that task's runs only."""
-    return _task_digest(wildcards.task, with_imports=True)
+    """Editing a task's module reruns that task's runs only."""
+    return _task_code(wildcards.task, "train")
 
 
 def task_data_code(wildcards):
     """A task's module alone (its data source and preparation live there): editing it refetches."""
-    return _task_digest(wildcards.task, with_imports=False)
+    return _task_code(wildcards.task, "data")
 
 
 def run_settings(wildcards):
@@ -111,7 +106,7 @@ def paper_figure_outputs():
     place in the report."""
     outputs = {}
     for number, spec in FIGURES.items():
-        pdf, png = figure_files(number)
+        pdf, png = figure_files(number, LAYOUT.figures)
         outputs[f"pdf{number:02d}"] = str(pdf)
         outputs[f"png{number:02d}"] = report(
             str(png),

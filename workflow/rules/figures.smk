@@ -5,29 +5,30 @@
 
 rule paper_figures:
     input:
-        metrics="results/metrics.csv",
-        runs="results/runs.csv",
+        metrics=str(LAYOUT.table("metrics.csv")),
+        runs=str(LAYOUT.table("runs.csv")),
     output:
         **paper_figure_outputs(),
     params:
-        code=CODE["figures"],
+        profile=PROFILE,
+        **as_params(CODE["figures"]),
     log:
-        "logs/figures/paper.log",
+        f"{LAYOUT.logs}/figures/paper.log",
     threads: 1
     container: CONTAINER
     shell:
-        "samedge figure all --results results --out results/figures > {log} 2>&1"
+        "samedge figure all --profile {params.profile} > {log} 2>&1"
 
 
 # The supplementary set of every run that did not diverge (runs.csv says which), in one job:
 # which files appear is known only after training, hence a directory output.
 rule run_figures:
     input:
-        metrics="results/metrics.csv",
-        runs="results/runs.csv",
+        metrics=str(LAYOUT.table("metrics.csv")),
+        runs=str(LAYOUT.table("runs.csv")),
     output:
         report(
-            directory("results/figures/runs"),
+            directory(f"{LAYOUT.figures}/runs"),
             patterns=["{task}_{run}.png"],
             caption="../report/run_figure.rst",
             category="Every run",
@@ -35,36 +36,38 @@ rule run_figures:
             labels={"run": "{run}"},
         ),
     params:
-        code=CODE["figures"],
+        profile=PROFILE,
+        **as_params(CODE["figures"]),
     log:
-        "logs/figures/runs.log",
+        f"{LAYOUT.logs}/figures/runs.log",
     threads: 1
     container: CONTAINER
     shell:
-        "samedge figure runs --results results --out results/figures > {log} 2>&1"
+        "samedge figure runs --profile {params.profile} > {log} 2>&1"
 
 
 # A grid figure per task of the profile (a panel per lr x rho; tasks of your own too), in one job.
 rule grid_figures:
     input:
-        metrics="results/metrics.csv",
-        runs="results/runs.csv",
+        metrics=str(LAYOUT.table("metrics.csv")),
+        runs=str(LAYOUT.table("runs.csv")),
     output:
         report(
-            directory("results/figures/tasks"),
+            directory(f"{LAYOUT.figures}/tasks"),
             patterns=["{task}_grid.png"],
             caption="../report/grid_figure.rst",
             category="Every task",
             labels={"task": "{task}"},
         ),
     params:
-        code=CODE["figures"],
+        profile=PROFILE,
+        **as_params(CODE["figures"]),
     log:
-        "logs/figures/grids.log",
+        f"{LAYOUT.logs}/figures/grids.log",
     threads: 1
     container: CONTAINER
     shell:
-        "samedge figure grids --results results --out results/figures > {log} 2>&1"
+        "samedge figure grids --profile {params.profile} > {log} 2>&1"
 
 
 # The target of the DVC stage `figures`: every paper figure, the per-run sets and the task grids.

@@ -29,10 +29,12 @@ def run(args: argparse.Namespace) -> int:
     from samedge.runs import RunKey
 
     target = parse_target(args.target)
+    params = None
     if args.params is not None or Path("params.yaml").is_file():
         from samedge.config import load_params
 
-        load_params(args.params or Path("params.yaml"))  # names and labels of your own tasks
+        params = load_params(args.params or Path("params.yaml"))  # names and labels of your own tasks
+    _profile_folders(args, params)
     if args.x not in figures.X_AXES:
         raise ConfigError(f"--x {args.x!r}: expected one of {list(figures.X_AXES)}")
     if target == "run" and None in (args.task, args.lr, args.rho):
@@ -61,6 +63,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _profile_folders(args: argparse.Namespace, params: dict | None) -> None:
+    """--results and --out default to the profile's folders (results/PROFILE, its figures/)."""
+    from samedge.layout import Layout
+
+    if args.results is not None and args.out is not None:
+        return
+    if args.profile is None and params is None:
+        raise ConfigError("name the profile (--profile, with a params.yaml here or --params), "
+                          "or both --results and --out")
+    layout = Layout(args.profile or params["profile"])
+    args.results = args.results or layout.results
+    args.out = args.out or layout.figures
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "figure", help="draw a paper figure (1-16), all of them, or the per-run figure sets",
@@ -69,10 +85,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="a figure number as in the paper; 'all'; 'run' (one run's set, with "
                              "--task/--lr/--rho[/--seed]); 'runs' (the set of every run that did not diverge); "
                              "'grids' (a grid figure per task in the results, under OUT/tasks/)")
-    parser.add_argument("--results", type=Path, default=Path("results"),
-                        help="folder with metrics.csv and runs.csv from `samedge aggregate` (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=Path("results/figures"),
-                        help="figures folder; per-run sets go to OUT/runs/ (default: %(default)s)")
+    parser.add_argument("--profile", default=None,
+                        help="the profile whose tables to draw (default: params.yaml's `profile:`)")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="folder with metrics.csv and runs.csv from `samedge aggregate` "
+                             "(default: the profile's, results/PROFILE)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="figures folder; per-run sets go to OUT/runs/ (default: results/PROFILE/figures)")
     parser.add_argument("--x", default="seconds",
                         help="x-axis: 'seconds' (training time, as in the paper) or 'step' (default: %(default)s)")
     parser.add_argument("--task", help="figure run: the task")
