@@ -14,10 +14,15 @@ from __future__ import annotations
 import argparse
 import ast
 import hashlib
+import importlib.util
 import json
 import re
 import sys
 from pathlib import Path
+
+import yaml
+
+from samedge.io import write_json
 
 PACKAGE = "samedge"
 # The module holding each stage's command (what the stage's jobs run).
@@ -126,46 +131,60 @@ def as_params(code: dict[str, str]) -> dict[str, str]:
     return {"code_" + re.sub(r"\W", "_", path): f"{path}@{value}" for path, value in code.items()}
 
 
-def task_files(task: str, package_dir: Path, with_imports: bool) -> list[Path]:
+def task_file(task: str, params: dict, base: Path) -> Path:
+    """A task's module, found without importing it (no torch: the DVC `code` stage runs on every
+    `dvc repro`): a built-in task's in the package, a user's as params.yaml's `tasks:` names it
+    (samedge.tasks' rule: a .py file relative to params.yaml, or a dotted module name)."""
+    from samedge.tasks import BUILTIN
+
+    if task in BUILTIN:
+        return module_file(BUILTIN[task], Path(__file__).resolve().parent)
+    spec = params["tasks"][task]["module"]
+    if spec.endswith(".py"):
+        return (base / spec).resolve()
+    found = importlib.util.find_spec(spec)
+    if found is None or found.origin is None:
+        raise FileNotFoundError(f"tasks.{task}: module {spec} not found")
+    return Path(found.origin).resolve()
+
+
+def task_files(task: str, params: dict, base: Path, package_dir: Path, with_imports: bool) -> list[Path]:
     """A task's module (tasks are loaded by name, so no stage's import graph reaches it), with the
-    package modules it imports if asked (a built-in task's; a user's module is read on its own)."""
-    from samedge.tasks import BUILTIN, module_file as task_module
+    package modules a built-in one imports if asked (a user's module is digested on its own)."""
+    from samedge.tasks import BUILTIN
 
-    if task in BUILTIN and with_imports:
+    if with_imports and task in BUILTIN:
         return module_files(BUILTIN[task], package_dir)
-    return [task_module(task).resolve()]
+    return [task_file(task, params, base)]
 
 
-def stage_code(stage: str, tasks: list[str], package_dir: Path, root: Path) -> dict[str, str]:
-    """{path: digest} of everything a stage runs for these tasks: the training stage with each
-    task's module and its imports, the data stage with each task's module (its data source)."""
+def stage_code(stage: str, params: dict, profile: str, base: Path, package_dir: Path) -> dict[str, str]:
+    """{path: digest} of everything a stage runs for the profile's tasks: the training stage with
+    each task's module and its imports, the data stage with each task's module (its data source);
+    paths relative to base (the workspace)."""
     files = set(stage_files(stage, package_dir))
     if stage in ("train", "data"):
-        for task in tasks:
-            files.update(task_files(task, package_dir, with_imports=stage == "train"))
-    return digests(sorted(files), root)
+        for task in params["profiles"][profile]:
+            files.update(task_files(task, params, base, package_dir, with_imports=stage == "train"))
+    return digests(sorted(files), base)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Write OUT/<stage>.json ({path: digest}) for every stage and the profile's tasks; a file is
-    rewritten only when its digests change, so DVC's stages depending on it stay up to date."""
-    from samedge.config import load_params, profile_config
-    from samedge.errors import SamedgeError
-    from samedge.io import write_json
-
+    rewritten only when its digests change. params.yaml is read, not validated (Snakemake does)."""
     parser = argparse.ArgumentParser(prog="python -m samedge.codedeps", description=__doc__)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--profile", default=None, help="default: params.yaml's `profile:`")
     parser.add_argument("--out", type=Path, required=True, help="folder for <stage>.json")
     args = parser.parse_args(argv)
-    try:
-        tasks = list(profile_config(load_params(args.params), args.profile))
-    except SamedgeError as exc:
-        print(f"samedge.codedeps: error: {exc}", file=sys.stderr)
+    params = yaml.safe_load(args.params.read_text())
+    profile = args.profile or params["profile"]
+    if profile not in params["profiles"]:
+        print(f"samedge.codedeps: error: profile {profile!r} is not in {args.params}", file=sys.stderr)
         return 2
-    package_dir, root = Path(__file__).resolve().parent, args.params.resolve().parent
+    package_dir, base = Path(__file__).resolve().parent, args.params.resolve().parent
     for stage in STAGE_ENTRIES:
-        code, path = stage_code(stage, tasks, package_dir, root), args.out / f"{stage}.json"
+        code, path = stage_code(stage, params, profile, base, package_dir), args.out / f"{stage}.json"
         if not path.is_file() or json.loads(path.read_text()) != code:
             write_json(path, code)
     return 0

@@ -77,7 +77,7 @@ def task_data(wildcards):
 def _task_code(task, stage):
     """`path@digest` of each file of a task's code that the stage's own import graph does not
     reach (tasks are loaded by name): the training stage's with what the module imports."""
-    files = task_files(task, PACKAGE_DIR, with_imports=stage == "train")
+    files = task_files(task, config, ROOT, PACKAGE_DIR, with_imports=stage == "train")
     return [f"{path}@{value}" for path, value in digests(files, ROOT).items() if path not in CODE[stage]]
 
 
