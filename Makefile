@@ -36,10 +36,11 @@ report: install
 
 # A workspace of the single-profile layout (results/runs, results/*.csv, ...): its results move
 # into the folders of PROFILE (nothing is overwritten; it stops if any is taken) and Snakemake
-# records them as up to date, so nothing retrains: `make migrate PROFILE=quick`.
+# records the runs as up to date, so nothing retrains (the next `make pipeline` rebuilds the tables
+# and figures): `make migrate PROFILE=quick`.
 migrate: install
 	$(BIN)/python -m samedge.layout migrate $(PROFILE)
-	$(BIN)/snakemake --cores 1 --touch $(CONFIG)
+	$(BIN)/snakemake runs --cores 1 --touch --forcerun train $(CONFIG)
 
 # After a killed Snakemake (SIGKILL, a closed terminal) the next run stops with "Directory cannot
 # be locked": this removes the stale lock. Only when no other Snakemake runs in this directory.

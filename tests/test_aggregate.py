@@ -104,7 +104,7 @@ def test_edge_agreement_marks_diverged_and_empty_runs(aggregated):
 
 
 def test_edge_agreement_json_for_dvc(aggregated):
-    summary = json.loads((aggregated / "edge_agreement.json").read_text())
+    summary = json.loads((aggregated / "edge.json").read_text())
     assert sorted(summary) == ["cifar10", "mnist", "shakespeare"]  # a few numbers per task, not per run
     assert all(set(numbers) == {"gd", "sam"} for numbers in summary.values())  # short keys: 120 columns
     assert 0.9 <= summary["mnist"]["sam"] <= 1.1 and summary["mnist"]["sam"] == round(summary["mnist"]["sam"], 3)

@@ -220,7 +220,7 @@ def test_dvc_outputs_hold_only_files_snakemake_declares(recorded):
 def test_metrics_and_plots_show(recorded, tmp_path):
     ws, env = recorded["ws"], recorded["env"]
     metrics = json.loads(run([DVC, "metrics", "show", "--json"], ws, env).stdout)
-    values = next(iter(metrics.values()))["data"][str(SMOKE_DIRS.table("edge_agreement.json"))]["data"]
+    values = next(iter(metrics.values()))["data"][str(SMOKE_DIRS.table("edge.json"))]["data"]
     runs = grid(load_params(ws / "params.yaml"), "smoke")
     assert set(values) == {task for task, _, _ in runs}  # two numbers per task; runs in the CSVs
     assert all(set(v) == SUMMARY for v in values.values())

@@ -4,10 +4,11 @@ Outputs (in --out-dir):
 - metrics.csv: task, lr, rho, seed + every column of every run's metrics.csv (extra columns kept).
 - runs.csv: one row per run: task, lr, rho, seed, run (its directory), status, reason, steps,
   wall_seconds, total_hvps.
-- edge_agreement.csv / .json: one row per grid point (task, lr, rho), for the run the figures show
+- edge_agreement.csv: one row per grid point (task, lr, rho), for the run the figures show
   (the first of its seeds that did not diverge, else its first seed): over the second half of its
   measurements, the median and interquartile range of lambda_1/sam_edge and lambda_1/gd_edge and the
   fraction within 10% of each edge; and how many of the point's seeds diverged, at which step.
+- edge.json: two numbers per task of that table, the DVC metric (agreement_summary).
 Runs are read and checked through the run contract (samedge.runs).
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pandas as pd
 
 from samedge.config import load_params
 from samedge.io import atomic_write, write_json
+from samedge.layout import TABLES
 from samedge.runs import METRIC_COLUMNS, RUN_KEYS, Run, find_runs, profile_runs, read_run
 
 KEY_COLUMNS = ["task", "lr", "rho", "seed"]
@@ -140,8 +142,9 @@ def aggregate(runs_dir: str | Path, out_dir: str | Path, params_path: str | Path
     runs = [read_run(runs_dir, key) for key in keys]  # every run is checked before anything is written
     metrics, table = tidy_metrics(runs), runs_table(runs)
     agreement = edge_agreement(metrics, table)
-    outputs = {"metrics.csv": metrics, "runs.csv": table, "edge_agreement.csv": agreement}
+    metrics_file, runs_file, agreement_file, summary_file = TABLES
+    outputs = {metrics_file: metrics, runs_file: table, agreement_file: agreement}
     for name, frame in outputs.items():
         _write_csv(frame, out_dir / name)
-    write_json(out_dir / "edge_agreement.json", agreement_summary(agreement))
-    return [out_dir / name for name in (*outputs, "edge_agreement.json")]
+    write_json(out_dir / summary_file, agreement_summary(agreement))  # the DVC metric
+    return [out_dir / name for name in TABLES]

@@ -1,7 +1,7 @@
 """Where a profile's work lives: every profile has its own folders, so profiles coexist.
 
     results/<profile>/runs/<task>/<run>/      one run (samedge.runs: metrics.csv, run.json)
-    results/<profile>/{metrics,runs,edge_agreement}.csv, edge_agreement.json   the tables
+    results/<profile>/{metrics,runs,edge_agreement}.csv, edge.json   the tables (samedge.aggregate)
     results/<profile>/figures/, report.html   figures and the HTML report
     results/<profile>/benchmarks/<task>/<run>.tsv   Snakemake's per-job timings
     results/<profile>/code/<stage>.json       the code digests DVC's stages depend on
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from samedge.errors import ConfigError
 
-TABLES = ("metrics.csv", "runs.csv", "edge_agreement.csv", "edge_agreement.json")
+TABLES = ("metrics.csv", "runs.csv", "edge_agreement.csv", "edge.json")  # what `samedge aggregate` writes
 # Names the old layout or the shared folders use at the level of a profile's folder.
 RESERVED = frozenset({"runs", "figures", "benchmarks", "fetch"})
 
@@ -84,9 +84,8 @@ class Layout:
 # profile's Layout: everything results/, checkpoints/ and logs/ held before profiles had folders.
 def _old_layout(new: Layout) -> list[tuple[Path, Path]]:
     root = new.root
-    moves = [(root / "results" / name, new.table(name)) for name in TABLES]
-    moves += [(root / "results" / name, new.results / name)
-              for name in ("runs", "figures", "benchmarks", "report.html")]
+    moves = [(root / "results" / name, new.results / name)  # edge_agreement.json: the old summary
+             for name in (*TABLES, "edge_agreement.json", "runs", "figures", "benchmarks", "report.html")]
     moves += [(root / "checkpoints" / "runs", new.checkpoints)]
     moves += [(root / "logs" / name, new.logs / name) for name in ("train", "figures", "aggregate.log")]
     return [(old, dest) for old, dest in moves if old.exists()]

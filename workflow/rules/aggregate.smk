@@ -18,7 +18,7 @@ rule aggregate:
             category="Tables",
             labels={"table": "edge agreement"},
         ),
-        summary=str(LAYOUT.table("edge_agreement.json")),
+        summary=str(LAYOUT.table("edge.json")),
     params:
         profile=PROFILE,
         **as_params(CODE["aggregate"]),

@@ -1,5 +1,5 @@
 """`samedge aggregate`: every run's metrics.csv and run.json, checked, into tidy tables in OUT_DIR:
-metrics.csv (all runs' rows), runs.csv (one row per run) and edge_agreement.csv/.json (per grid
+metrics.csv (all runs' rows), runs.csv (one row per run), edge_agreement.csv and edge.json (per grid
 point, how closely lambda_1 follows the SAM edge and 2/eta over the second half of the run).
 `samedge aggregate --params params.yaml [--profile P]` reads and writes the profile's own folders
 (results/P/runs -> results/P); --runs-dir/--out-dir name any others."""
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "aggregate", help="collect runs into metrics.csv, runs.csv and edge_agreement.csv/.json",
+        "aggregate", help="collect runs into metrics.csv, runs.csv, edge_agreement.csv and edge.json",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs-dir", type=Path, default=None,
                         help="folder holding TASK/lrLR_rhoRHO/ run folders (default with --params: "
