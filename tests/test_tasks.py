@@ -13,6 +13,7 @@ import yaml
 from samedge.cli import main
 from samedge.config import ConfigError, load_params
 from samedge.figure_specs import grid_figure_files, run_figure_files
+from samedge.layout import Layout
 from samedge.runs import RunKey, profile_runs
 from samedge.tasks import BUILTIN, Task, TaskError, get_task, register_user_tasks
 from tests.pipeline_workspace import SNAKEMAKE, copy_repo, run, tool_env
@@ -109,13 +110,14 @@ def test_a_task_of_your_own_runs_through_the_pipeline(tmp_path_factory):
     run([SNAKEMAKE, "--cores", "2", "--config", "profile=example"], ws, env, timeout=900)
     keys = profile_runs(load_params(ws / "params.yaml"), "example")
     assert {k.task for k in keys} == {"teacher"} and not (ws / "data").exists()
-    runs = pd.read_csv(ws / "results" / "runs.csv")
+    layout = Layout("example", ws)
+    runs = pd.read_csv(layout.table("runs.csv"))
     assert (runs["status"] == "completed").all() and len(runs) == len(keys) == 4
-    agreement = pd.read_csv(ws / "results" / "edge_agreement.csv").set_index(["lr", "rho"])
+    agreement = pd.read_csv(layout.table("edge_agreement.csv")).set_index(["lr", "rho"])
     assert 0.9 <= agreement.loc[(1.0, 0.05), "sam_ratio_median"] <= 1.15   # SAM at its edge
     assert 0.9 <= agreement.loc[(2.0, 0.0), "gd_ratio_median"] <= 1.15     # GD at 2/eta
     for key in keys:
-        assert all(p.is_file() for p in run_figure_files(key, ws / "results" / "figures"))
-    assert all(p.is_file() for p in grid_figure_files("teacher", ws / "results" / "figures"))
-    record = json.loads((ws / "results" / "runs" / "teacher" / RunKey("teacher", 1.0, 0.05).name / "run.json").read_text())
+        assert all(p.is_file() for p in run_figure_files(key, layout.figures))
+    assert all(p.is_file() for p in grid_figure_files("teacher", layout.figures))
+    record = json.loads((layout.runs / "teacher" / RunKey("teacher", 1.0, 0.05).name / "run.json").read_text())
     assert record["config"]["data"] == {"n_train": 256, "seed": 1}
