@@ -4,6 +4,7 @@ DVC's stages depend on holds the same digests and is rewritten only when one cha
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -108,3 +109,16 @@ def test_json_for_dvc_is_written_once_per_state(tmp_path):
 def test_unknown_profile_is_one_line(tmp_path, capsys):
     assert main(["--params", str(REPO / "params.yaml"), "--profile", "nonesuch", "--out", str(tmp_path)]) == 2
     assert "nonesuch" in capsys.readouterr().err
+
+
+def test_a_workspace_digests_its_own_copy_of_the_code(tmp_path):
+    """Snakemake may import samedge from elsewhere (another checkout's venv): every path, the task
+    modules' included, is still the workspace's own, so the recorded params do not change."""
+    shutil.copytree(PACKAGE, tmp_path / "src/samedge", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "examples", tmp_path / "examples")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for profile in ("smoke", "example"):
+        for stage in STAGE_ENTRIES:
+            code = stage_code(stage, params, profile, tmp_path, tmp_path / "src/samedge")
+            assert code == stage_code(stage, params, profile, REPO, PACKAGE)
+            assert not [path for path in code if Path(path).is_absolute()]

@@ -131,14 +131,14 @@ def as_params(code: dict[str, str]) -> dict[str, str]:
     return {"code_" + re.sub(r"\W", "_", path): f"{path}@{value}" for path, value in code.items()}
 
 
-def task_file(task: str, params: dict, base: Path) -> Path:
+def task_file(task: str, params: dict, base: Path, package_dir: Path) -> Path:
     """A task's module, found without importing it (no torch: the DVC `code` stage runs on every
     `dvc repro`): a built-in task's in the package, a user's as params.yaml's `tasks:` names it
     (samedge.tasks' rule: a .py file relative to params.yaml, or a dotted module name)."""
     from samedge.tasks import BUILTIN
 
     if task in BUILTIN:
-        return module_file(BUILTIN[task], Path(__file__).resolve().parent)
+        return module_file(BUILTIN[task], package_dir)
     spec = params["tasks"][task]["module"]
     if spec.endswith(".py"):
         return (base / spec).resolve()
@@ -155,7 +155,7 @@ def task_files(task: str, params: dict, base: Path, package_dir: Path, with_impo
 
     if with_imports and task in BUILTIN:
         return module_files(BUILTIN[task], package_dir)
-    return [task_file(task, params, base)]
+    return [task_file(task, params, base, package_dir)]
 
 
 def stage_code(stage: str, params: dict, profile: str, base: Path, package_dir: Path) -> dict[str, str]:
@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     if profile not in params["profiles"]:
         print(f"samedge.codedeps: error: profile {profile!r} is not in {args.params}", file=sys.stderr)
         return 2
-    package_dir, base = Path(__file__).resolve().parent, args.params.resolve().parent
+    base = args.params.resolve().parent
+    package_dir = base / "src" / PACKAGE  # the workspace's code, as the Snakefile digests it
     for stage in STAGE_ENTRIES:
         code, path = stage_code(stage, params, profile, base, package_dir), args.out / f"{stage}.json"
         if not path.is_file() or json.loads(path.read_text()) != code:
