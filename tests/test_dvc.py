@@ -311,7 +311,7 @@ def test_editing_figure_code_reruns_the_figures_stage(recorded_copy):
     edit(ws / "src/samedge/figures.py")
     repro = run([DVC, "repro"], ws, env, timeout=600)
     log = repro.stdout + repro.stderr
-    assert stages_run(log) == {CODE_STAGE, "figures", "report"}
+    assert stages_run(log) - {"report"} == {CODE_STAGE, "figures"}  # report: if a figure's bytes changed
     assert rules_run(log) == figure_rules(ws, env)  # the figure jobs, and nothing else
     assert "src/samedge/figures.py@" in log  # Snakemake's reason names the file
 
