@@ -11,7 +11,7 @@ IMAGE   := containers/samedge.sif
 CONFIG  := $(if $(PROFILE),--config profile=$(PROFILE))
 PLOTS_TEMPLATE := .dvc/plots/offline.html
 
-.PHONY: install pipeline report report-screenshots unlock test bench container container-check
+.PHONY: install pipeline report report-screenshots migrate unlock test bench container container-check
 install: $(VENV)/.installed $(PLOTS_TEMPLATE)
 
 $(VENV)/.installed: pyproject.toml requirements/lock.txt
@@ -24,17 +24,28 @@ $(VENV)/.installed: pyproject.toml requirements/lock.txt
 $(PLOTS_TEMPLATE): .dvc/plots/offline_template.py $(VENV)/.installed
 	$(BIN)/python .dvc/plots/offline_template.py $@
 
+# The report lies in the profile's own folder (results/<profile>/report.html; samedge.layout says where).
+REPORT = $$($(BIN)/python -m samedge.layout report $(PROFILE))
+
 pipeline: install
 	$(BIN)/snakemake --cores $(CORES) $(CONFIG)
-	$(BIN)/snakemake --report results/report.html $(CONFIG)
+	$(BIN)/snakemake --report $(REPORT) $(CONFIG)
 
 report: install
-	$(BIN)/snakemake --report results/report.html $(CONFIG)
+	$(BIN)/snakemake --report $(REPORT) $(CONFIG)
+
+# A workspace of the single-profile layout (results/runs, results/*.csv, ...): its results move
+# into the folders of PROFILE (nothing is overwritten; it stops if any is taken) and Snakemake
+# records the runs as up to date, so nothing retrains (the next `make pipeline` rebuilds the tables
+# and figures): `make migrate PROFILE=quick`.
+migrate: install
+	$(BIN)/python -m samedge.layout migrate $(PROFILE)
+	$(BIN)/snakemake runs --cores 1 --touch --forcerun train $(CONFIG)
 
 # The report as a reader sees it, in headless chromium (Debian: apt-get install chromium):
-# results/screenshots/landing.png (the answer first) and one PNG per table page.
+# results/<profile>/screenshots/landing.png (the answer first) and one PNG per table page.
 report-screenshots: report
-	$(BIN)/python tests/browser.py results/report.html results/screenshots
+	$(BIN)/python tests/browser.py $(REPORT) $$(dirname $(REPORT))/screenshots
 
 # After a killed Snakemake (SIGKILL, a closed terminal) the next run stops with "Directory cannot
 # be locked": this removes the stale lock. Only when no other Snakemake runs in this directory.

@@ -8,7 +8,7 @@ from pathlib import Path
 from snakemake.utils import min_version
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
-from samedge.codedeps import STAGE_ENTRIES, digest, stage_files
+from samedge.codedeps import STAGE_ENTRIES, as_params, digests, stage_files
 
 min_version("9.0")
 
@@ -29,10 +29,12 @@ shell.prefix(
     "set -euo pipefail; "
 )
 
-# One digest per stage of the package code it runs (samedge.codedeps): a rule param, so editing
-# that code reruns the stage's jobs (params trigger) while a touch or a fresh clone does not.
-PACKAGE_DIR = Path(workflow.basedir) / "src" / "samedge"
-CODE = {stage: digest(stage_files(stage, PACKAGE_DIR), PACKAGE_DIR) for stage in STAGE_ENTRIES}
+# The package code each stage runs (samedge.codedeps), one `path@digest` rule param per file: a
+# change in what a file does reruns the stage's jobs (params trigger) and the reason names the file;
+# a comment, a docstring, reformatting, a touch or a fresh clone rerun nothing.
+ROOT = Path(workflow.basedir)
+PACKAGE_DIR = ROOT / "src" / "samedge"
+CODE = {stage: digests(stage_files(stage, PACKAGE_DIR), ROOT) for stage in STAGE_ENTRIES}
 
 
 include: "workflow/rules/common.smk"

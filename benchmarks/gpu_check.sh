@@ -2,14 +2,14 @@
 # The GPU numbers and checks in one command, on a machine with a CUDA GPU and no internet:
 #   SAMEDGE_DATA_MIRROR=/path/to/mirror bash benchmarks/gpu_check.sh [WHEELS_DIR]
 # 0. refuses (one line, exit 2, before any work) unless the DAG starts fresh: runs already in
-#    results/runs or checkpoints/ would be skipped or resumed, and the timed DAG and its packing
+#    results/<profile>/runs or checkpoints/<profile> would be skipped or resumed, and the timed DAG and its packing
 #    ratio would measure nothing; run it in a fresh clone (or move those folders away);
 # 1. a venv (.gpu-venv) over the Python that holds the machine's own torch (a venv of its own
 #    included), plus whatever of snakemake, jsonschema, torchvision and datasets is missing,
 #    installed offline from WHEELS_DIR (default wheels/), and samedge itself (editable, no deps);
 # 2. fetches and prepares the three data sets from the mirror (timed apart);
 # 3. runs the paper-quick DAG from prepared data (training, tables, 16 figures, report), timed;
-# 4. runs benchmarks/gpu.py and reads the paper's claims off results/edge_agreement.csv;
+# 4. runs benchmarks/gpu.py and reads the paper's claims off results/<profile>/edge_agreement.csv;
 # 5. a resume drill: one CIFAR-10 job of the DAG again, SIGKILLed after its first checkpoint, then
 #    rerun: its metrics against the DAG's run of it;
 # 6. a rerun check: one MNIST and one CIFAR-10 job twice more, side by side: metrics bit-identical
@@ -38,7 +38,8 @@ if [ "$DEVICE" = cuda ]; then
     "$PYTHON" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null \
         || fail "no CUDA device visible to $PYTHON (torch.cuda.is_available() is false); nothing run"
 fi
-done_runs=$(find results/runs checkpoints -name run.json -o -name checkpoint.pt 2>/dev/null | head -3 | tr '\n' ' ' || true)
+RESULTS=results/$PROFILE  # the profile's own folder (samedge.layout)
+done_runs=$(find "$RESULTS/runs" "checkpoints/$PROFILE" -name run.json -o -name checkpoint.pt 2>/dev/null | head -3 | tr '\n' ' ' || true)
 [ -z "$done_runs" ] || fail "not a fresh DAG: $done_runs... exist, so the timed DAG would skip or resume" \
     "those runs; run it in a fresh clone (or move results/ and checkpoints/ away); nothing run"
 VENV=.gpu-venv
@@ -82,7 +83,7 @@ snakemake --cores all data/prepared/{mnist,cifar10,shakespeare} "${CONFIG[@]}" >
     || fail "fetching the data failed: see logs/gpu-check-data.log"
 data_s=$((SECONDS - t0))
 t0=$SECONDS
-{ snakemake --cores all "${CONFIG[@]}" && snakemake --report results/report.html "${CONFIG[@]}"; } \
+{ snakemake --cores all "${CONFIG[@]}" && snakemake --report "$RESULTS/report.html" "${CONFIG[@]}"; } \
     > logs/gpu-check-dag.log 2>&1 || fail "the $PROFILE DAG failed: see logs/gpu-check-dag.log"
 dag_s=$((SECONDS - t0))
 if [ "$DEVICE" = cuda ]; then
@@ -106,7 +107,7 @@ kill -KILL "$pid" 2>/dev/null && killed="SIGKILLed after its first checkpoint" |
 { wait "$pid"; } 2>/dev/null || true  # its "Killed" notice is expected
 (job resumed "$task" "$lr" "$rho") || fail "the resumed drill job failed: see $DRILL/resumed.log"
 resume_row=$("$VENV/bin/python" benchmarks/gpu.py --same-metrics "$task $run: DAG run, killed + rerun" \
-    "results/runs/$task/$run" "$DRILL/resumed")
+    "$RESULTS/runs/$task/$run" "$DRILL/resumed")
 # Rerun check: each drill job twice more, all four side by side (as the DAG packs them).
 pids=()
 for line in "${drills[@]}"; do
@@ -118,7 +119,7 @@ rerun_rows=()
 for line in "${drills[@]}"; do
     read -r task lr rho run <<< "$line"
     rerun_rows+=("$("$VENV/bin/python" benchmarks/gpu.py --same-metrics "$task $run: DAG run, rerun a, rerun b" \
-        "results/runs/$task/$run" "$DRILL/rerun-a-$task" "$DRILL/rerun-b-$task")")
+        "$RESULTS/runs/$task/$run" "$DRILL/rerun-a-$task" "$DRILL/rerun-b-$task")")
 done
 # configure_device lets an op without a deterministic CUDA kernel warn rather than stop the run.
 nondeterministic=$(grep -rhoE "[A-Za-z_0-9]+ does not have a deterministic implementation" logs/train "$DRILL" 2>/dev/null \
@@ -133,13 +134,13 @@ nondeterministic=$(grep -rhoE "[A-Za-z_0-9]+ does not have a deterministic imple
     echo "- fetch + prepare the three data sets from the mirror: ${data_s} s"
     echo "- $PROFILE DAG from prepared data (training, tables, 16 figures, report), every run trained afresh: ${dag_s} s (target <= 600)"
     echo
-    echo "## The paper's claims (results/edge_agreement.csv)"
+    echo "## The paper's claims ($RESULTS/edge_agreement.csv)"
     echo
-    "$VENV/bin/python" benchmarks/gpu.py --claims results/edge_agreement.csv
+    "$VENV/bin/python" benchmarks/gpu.py --claims "$RESULTS/edge_agreement.csv"
     echo
     echo "## Training jobs sharing the GPU"
     echo
-    "$VENV/bin/python" benchmarks/gpu.py --packing results "$dag_s"
+    "$VENV/bin/python" benchmarks/gpu.py --packing "$RESULTS" "$dag_s"
     echo
     echo "## Steps against their floor (benchmarks/gpu.py)"
     echo

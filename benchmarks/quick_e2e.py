@@ -1,8 +1,8 @@
 """Section 4: the quick profile end to end, read from an existing pipeline run (nothing is rerun).
 
-Sources: results/runs/<task>/<run>/run.json (wall_seconds: the run's whole loop; train_seconds:
-the SAM/GD steps alone, measurements excluded), results/runs.csv when aggregate has written it,
-and Snakemake's per-job benchmark files results/benchmarks/<task>/<run>.tsv (the job's wall and CPU
+Sources: results/<profile>/runs/<task>/<run>/run.json (wall_seconds: the run's whole loop; train_seconds:
+the SAM/GD steps alone, measurements excluded), results/<profile>/runs.csv when aggregate has written it,
+and Snakemake's per-job benchmark files results/<profile>/benchmarks/<task>/<run>.tsv (the job's wall and CPU
 seconds, start-up included, its peak RSS and mean CPU load).
 The tracker's share of a run is bounded above by 1 - train/wall (wall also holds checkpoints).
 The span is from the earliest run's start (run.json's mtime less its wall time) to the last run.json.
@@ -47,10 +47,11 @@ def load_runs(results: Path, profile: str) -> list[dict]:
 
 
 def pipeline_run(results: Path) -> tuple[str, float] | None:
-    """The newest Snakemake run beside `results` that completed its whole DAG (its log under
+    """The newest Snakemake run of the workspace of `results` (a profile's folder, results/<profile>)
+    that completed its whole DAG (its log under
     .snakemake/log names `localrule all` and "(100%) done"): the log's name and its wall seconds,
     from the start time in the name (Snakemake's local time) to the log's last write."""
-    for log in sorted((results.parent / ".snakemake" / "log").glob("*.snakemake.log"), reverse=True):
+    for log in sorted((results.parent.parent / ".snakemake" / "log").glob("*.snakemake.log"), reverse=True):
         text = log.read_text(errors="replace")
         if "localrule all" in text and "(100%) done" in text:
             start = datetime.strptime(log.name.split(".snakemake")[0], "%Y-%m-%dT%H%M%S.%f")

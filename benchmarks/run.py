@@ -36,6 +36,7 @@ import quick_e2e  # noqa: E402
 import trajectory  # noqa: E402
 from common import REPO, Section, fmt, md_table  # noqa: E402
 from samedge.io import atomic_write  # noqa: E402
+from samedge.layout import Layout  # noqa: E402
 from samedge.train import configure_device  # noqa: E402
 
 K, TOL = 3, 1e-3
@@ -135,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks")
     parser.add_argument("--data-dir", type=Path, default=REPO / "data", help="prepared data (samedge fetch mnist)")
     parser.add_argument("--params", type=Path, default=REPO / "params.yaml")
-    parser.add_argument("--results", type=Path, default=REPO / "results", help="a pipeline run's results folder")
+    parser.add_argument("--results", type=Path, default=Layout("quick", REPO).results,
+                        help="a pipeline run's results folder (default: the quick profile's)")
     parser.add_argument("--sections", default="1234", help="which sections to run, e.g. 13")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1, as the pipeline's runs: on a shared machine a second "

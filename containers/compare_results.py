@@ -7,7 +7,7 @@ timing aside. Prints one line per difference and exits 1 on any.
 - Records (.json): every value equal, except timing (*_seconds) and `versions`, the record of the
   software that ran (the image's Python is not the host's, by design).
 - Figures and the report (.png, .pdf, .svg, .html) draw training time or embed the date, and
-  Snakemake's benchmark tables (results/benchmarks/) hold only each job's time and memory:
+  Snakemake's benchmark tables (results/<profile>/benchmarks/) hold only each job's time and memory:
   present in both; the figures' numbers are the tables'.
 - Everything else (arrays, raw data, text): byte for byte.
 
@@ -15,6 +15,7 @@ Usage: python compare_results.py HOST_WORKSPACE CONTAINER_WORKSPACE"""
 from __future__ import annotations
 
 import json
+import re
 import math
 import sys
 from collections import Counter
@@ -24,7 +25,7 @@ import pandas as pd
 
 ROOTS = ("results", "data")
 PRESENCE_ONLY = {".png", ".pdf", ".svg", ".html"}
-MEASUREMENTS = "results/benchmarks/"  # Snakemake's `benchmark:` files: seconds, memory, I/O
+MEASUREMENTS = re.compile(r"results/[^/]+/benchmarks/")  # Snakemake's `benchmark:` files (results/<profile>/benchmarks/): seconds, memory, I/O
 NOT_RESULTS = {".snakemake_timestamp"}  # Snakemake's own bookkeeping
 SET_ASIDE_KEYS = {"versions"}
 
@@ -75,7 +76,7 @@ def json_differences(host: Path, container: Path) -> list[str]:
 
 def how_compared(rel: str) -> str:
     suffix = Path(rel).suffix.lower()
-    if suffix in PRESENCE_ONLY or rel.startswith(MEASUREMENTS):
+    if suffix in PRESENCE_ONLY or MEASUREMENTS.match(rel):
         return "by presence"
     return {".csv": "tables", ".json": "records"}.get(suffix, "byte for byte")
 

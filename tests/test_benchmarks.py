@@ -47,11 +47,11 @@ def test_pipeline_wall_time_comes_from_the_last_complete_snakemake_log(repo_root
 
     logs = tmp_path / ".snakemake" / "log"
     logs.mkdir(parents=True)
-    assert pipeline_run(tmp_path / "results") is None
+    assert pipeline_run(tmp_path / "results" / "quick") is None
     complete = logs / "2026-12-01T014054.964027.snakemake.log"
     complete.write_text("localrule all:\n17 of 17 steps (100%) done\n")
     start = datetime(2026, 12, 1, 1, 40, 54, 964027).timestamp()
     os.utime(complete, (start + 420.5, start + 420.5))
     (logs / "2026-12-01T014738.015005.snakemake.log").write_text("report only\n")  # later, not a whole DAG
-    name, seconds = pipeline_run(tmp_path / "results")
+    name, seconds = pipeline_run(tmp_path / "results" / "quick")
     assert name == complete.name and seconds == pytest.approx(420.5, abs=1e-3)

@@ -25,6 +25,7 @@ import pytest
 import yaml
 from spython.main.parse.parsers import DockerParser, SingularityParser
 
+from samedge.layout import Layout
 from samedge.runs import run_name
 from tests.pipeline_workspace import (BIN, REPO, SMOKE, SNAKEMAKE, clone_workspace, copy_repo,
                                       installed_venv, make, newcomer_env, run, smoke_workspace,
@@ -294,15 +295,15 @@ def compare(host: Path, container: Path) -> subprocess.CompletedProcess:
 
 
 def write_results(root: Path, loss: float, seconds: float, python: str, png: bytes, codes: bytes) -> None:
-    run_dir = root / "results/runs/mnist/run1"
+    run_dir = root / "results/smoke/runs/mnist/run1"
     run_dir.mkdir(parents=True)
     (run_dir / "metrics.csv").write_text(f"step,train_seconds,loss,lambda_2\n0,{seconds},{loss},\n")
     (run_dir / "run.json").write_text(json.dumps({"steps": 1, "wall_seconds": seconds, "reason": None,
                                                   "sharpness": float("nan"), "versions": {"python": python}}))
-    (root / "results/benchmarks/mnist").mkdir(parents=True)
-    (root / "results/benchmarks/mnist/run1.tsv").write_text(f"s\tmax_rss\n{seconds}\t{seconds * 100}\n")
-    (root / "results/figures").mkdir(parents=True)
-    (root / "results/figures/fig01.png").write_bytes(png)
+    (root / "results/smoke/benchmarks/mnist").mkdir(parents=True)
+    (root / "results/smoke/benchmarks/mnist/run1.tsv").write_text(f"s\tmax_rss\n{seconds}\t{seconds * 100}\n")
+    (root / "results/smoke/figures").mkdir(parents=True)
+    (root / "results/smoke/figures/fig01.png").write_bytes(png)
     (root / "data/prepared/mnist").mkdir(parents=True)
     (root / "data/prepared/mnist/codes.npy").write_bytes(codes)
     (root / "data/prepared/mnist/.snakemake_timestamp").write_text(str(seconds))
@@ -315,19 +316,19 @@ def test_comparison_sets_timing_aside_and_nothing_else(tmp_path):
     out = compare(host, same)
     assert (out.returncode, out.stdout) == (0, "")
     write_results(other, loss=0.25, seconds=1.0, python="3.11.7", png=b"a", codes=b"2")
-    (other / "results/runs/mnist/run1/run.json").write_text(json.dumps({"steps": 2, "versions": {}}))
-    (other / "results/extra.csv").write_text("a\n1\n")
-    (other / "results/figures/fig01.png").unlink()
+    (other / "results/smoke/runs/mnist/run1/run.json").write_text(json.dumps({"steps": 2, "versions": {}}))
+    (other / "results/smoke/extra.csv").write_text("a\n1\n")
+    (other / "results/smoke/figures/fig01.png").unlink()
     out = compare(host, other)
     assert out.returncode == 1
     assert out.stdout.splitlines() == [
-        "results/figures/fig01.png: only in the host's run",
-        "results/extra.csv: only in the container's run",
+        "results/smoke/figures/fig01.png: only in the host's run",
+        "results/smoke/extra.csv: only in the container's run",
         "data/prepared/mnist/codes.npy: bytes differ",
-        "results/runs/mnist/run1/metrics.csv: column loss differs in 1 of 1 rows (first row 0: 0.5 vs 0.25)",
-        "results/runs/mnist/run1/run.json: reason: None vs '(missing)'",
-        "results/runs/mnist/run1/run.json: sharpness: nan vs '(missing)'",
-        "results/runs/mnist/run1/run.json: steps: 1 vs 2",
+        "results/smoke/runs/mnist/run1/metrics.csv: column loss differs in 1 of 1 rows (first row 0: 0.5 vs 0.25)",
+        "results/smoke/runs/mnist/run1/run.json: reason: None vs '(missing)'",
+        "results/smoke/runs/mnist/run1/run.json: sharpness: nan vs '(missing)'",
+        "results/smoke/runs/mnist/run1/run.json: steps: 1 vs 2",
     ]
 
 
@@ -395,7 +396,7 @@ def test_turning_containers_on_reruns_nothing(finished):
 @pytest.mark.slow
 def test_a_failing_container_job_keeps_every_other_output(finished):
     ws, env = finished
-    kept = ["data", "results/runs", "results/figures", "checkpoints"]
+    kept = ["data", str(Layout("smoke").runs), str(Layout("smoke").figures), "checkpoints"]
     before = digests(ws, kept)
     out = run([SNAKEMAKE, "--cores", "2", "--use-singularity", "--keep-going", "--forcerun",
                "aggregate", *SMOKE], ws, env | {"FAKE_APPTAINER_FAIL": "1"}, check=False)
@@ -411,7 +412,7 @@ def test_snakemake_runs_every_job_through_apptainer_with_the_gpu(tmp_path, tmp_p
     env = tool_env(tmp_path_factory, mirror, extra_path=[FAKEBIN])
     env["FAKE_APPTAINER_LOG"] = str(calls)
     env["FAKE_APPTAINER_IMAGE_BIN"] = str(image_bin(tmp_path, tmp_path / "image-samedge.log"))
-    run_dir = f"results/runs/shakespeare/{run_name(0.1, 0.0)}"
+    run_dir = f"{Layout('smoke').runs}/shakespeare/{run_name(0.1, 0.0)}"
     targets = ["data/prepared/shakespeare", f"{run_dir}/run.json"]
     out = run([SNAKEMAKE, "--cores", "2", "--use-singularity", *SMOKE, "--", *targets], repo, env,
               timeout=600)

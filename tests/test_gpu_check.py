@@ -25,8 +25,8 @@ def script_env(mirror: Path, **extra: str) -> dict[str, str]:
     return {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "SAMEDGE_DATA_MIRROR": str(mirror), **extra}
 
 
-@pytest.mark.parametrize("done", ["results/runs/mnist/lr0.3_rho0/run.json",
-                                  "checkpoints/runs/cifar10/lr0.01_rho0.1/checkpoint.pt"])
+@pytest.mark.parametrize("done", ["results/smoke/runs/mnist/lr0.3_rho0/run.json",
+                                  "checkpoints/smoke/cifar10/lr0.01_rho0.1/checkpoint.pt"])
 def test_a_dag_that_would_not_start_fresh_is_refused_before_any_work(done, tmp_path):
     (tmp_path / "benchmarks").mkdir()
     shutil.copy(SCRIPT, tmp_path / "benchmarks")

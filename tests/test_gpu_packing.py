@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from samedge.config import load_params
+from samedge.layout import Layout
 from samedge.runs import profile_runs
 from tests.pipeline_workspace import copy_repo, dry_run_jobs, run, tool_env
 
@@ -82,7 +83,7 @@ def test_small_jobs_share_one_gpu_within_its_capacity(fresh_copy, env, tmp_path)
     log = tmp_path / "jobs.log"
     params = load_params(fresh_copy / "params.yaml")
     runs = profile_runs(params, "paper-quick")
-    targets = [f"results/runs/{key.task}/{key.name}/run.json" for key in runs
+    targets = [f"{Layout('paper-quick').runs}/{key.task}/{key.name}/run.json" for key in runs
                if key.task == "cifar10" and key.lr == 0.003 or key.task == "mnist" and key.lr == 0.3][:8]
     out = run([str(python), "-m", "snakemake", *targets, "--cores", "8",
                "--config", "profile=paper-quick", "device=cuda"],

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from samedge.layout import Layout
 from tests.pipeline_workspace import SMOKE, SNAKEMAKE, copy_repo, module_scratch, smoke_workspace
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
@@ -23,7 +24,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "cluster"
 PARTITION = "debug"
-TARGETS = ["results/metrics.csv", "results/runs.csv", "results/edge_agreement.csv"]
+TARGETS = [str(Layout("smoke").table(name)) for name in ("metrics.csv", "runs.csv", "edge_agreement.csv")]
 TIMING = re.compile(r"seconds|wall|time", re.IGNORECASE)  # columns that measure, not compute
 
 
@@ -115,7 +116,7 @@ def slurm_jobs(work: Path) -> dict[str, str]:
 def test_every_job_ran_as_a_slurm_job(slurm_cluster, slurm_work):
     jobs = slurm_jobs(slurm_work)
     rules = sorted(jobs.values())
-    runs = list((slurm_work / "results" / "runs").glob("*/*/run.json"))
+    runs = list(Layout("smoke", slurm_work).runs.glob("*/*/run.json"))
     tasks = list((slurm_work / "data" / "prepared").iterdir())
     assert rules.count("train") == len(runs) > 0 and rules.count("fetch") == len(tasks) > 0, rules
     assert rules.count("aggregate") == 1, rules
@@ -147,7 +148,7 @@ def test_training_jobs_asked_for_the_profile_resources(slurm_work):
 def test_slurm_results_equal_a_local_run(slurm_work, local_work, table):
     frames = []
     for work in (slurm_work, local_work):
-        frame = pd.read_csv(work / "results" / table)
+        frame = pd.read_csv(Layout("smoke", work).table(table))
         frame = frame.drop(columns=[c for c in frame.columns if TIMING.search(c)])
         keys = [c for c in ("task", "lr", "rho", "step") if c in frame.columns]
         frames.append(frame.sort_values(keys).reset_index(drop=True))
@@ -176,7 +177,7 @@ def test_a_preempted_training_job_is_requeued_and_resumes(slurm_cluster, mirror,
     params["profiles"]["smoke"]["mnist"]["train"]["max_steps"] = max_steps
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     profile = local_cluster_profile(tmp_path / "profile")
-    target = "results/runs/mnist/lr0.3_rho0.1"
+    target = f"{Layout('smoke').runs}/mnist/lr0.3_rho0.1"
     cmd = [SNAKEMAKE, f"{target}/run.json", "--profile", str(profile), "--workflow-profile", "none",
            *SMOKE]
     with subprocess.Popen(cmd, cwd=work, env=pipeline_env(mirror), stdout=subprocess.DEVNULL,

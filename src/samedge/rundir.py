@@ -24,7 +24,7 @@ def check_out_dir(out_dir: Path) -> None:
     out, cwd = out_dir.resolve(), Path.cwd().resolve()
     if out == cwd or out in cwd.parents:
         raise RunDirError(f"--out {out_dir}: expected a folder of the run's own, e.g. "
-                          "results/runs/mnist/lr0.3_rho0.1, not the current folder or one above it")
+                          "results/quick/runs/mnist/lr0.3_rho0.1, not the current folder or one above it")
     if out_dir.exists() and not out_dir.is_dir():
         raise RunDirError(f"--out {out_dir}: exists and is not a folder")
 

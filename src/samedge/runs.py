@@ -1,9 +1,10 @@
 """The run contract: what one run of (task, lr, rho, optimizer, batch size, seed) writes, where,
 and how it is read back.
 
-results/runs/<task>/<run>/metrics.csv   one row per Hessian measurement (METRIC_COLUMNS first)
-results/runs/<task>/<run>/run.json      status, reason, steps, measurements, config, seed, versions, ...,
-                                        metrics_sha256: the sha256 of the metrics.csv the run wrote
+<runs>/<task>/<run>/metrics.csv   one row per Hessian measurement (METRIC_COLUMNS first)
+<runs>/<task>/<run>/run.json      status, reason, steps, measurements, config, seed, versions, ...,
+                                  metrics_sha256: the sha256 of the metrics.csv the run wrote
+(<runs> is results/<profile>/runs in the pipeline: samedge.layout.)
 <run> = lr<lr>_rho<rho>[_bs<batch>][_<optimizer>][_seed<seed>]: _bs only for a batch size other than
 the task's train.batch_size (full: full batch), _<optimizer> only for an optimizer other than sam
 (samedge.optimizers.label, e.g. momentum+nesterov=true), _seed only for a seed other than the

@@ -3,20 +3,19 @@
 
 rule aggregate:
     input:
-        [path for task in TASKS for path in task_run_outputs(task)],
+        rules.runs.input,
     output:
-        metrics="results/metrics.csv",
+        metrics=str(LAYOUT.table("metrics.csv")),
         # In the report as HTML pages with the CSV as a download (rule draw_figures).
-        runs="results/runs.csv",
-        agreement="results/edge_agreement.csv",
-        summary="results/edge_agreement.json",
+        runs=str(LAYOUT.table("runs.csv")),
+        agreement=str(LAYOUT.table("edge_agreement.csv")),
+        summary=str(LAYOUT.table("edge.json")),
     params:
         profile=PROFILE,
-        code=CODE["aggregate"],
+        **as_params(CODE["aggregate"]),
     log:
-        "logs/aggregate.log",
+        f"{LAYOUT.logs}/aggregate.log",
     threads: 1
     container: CONTAINER
     shell:
-        "samedge aggregate --runs-dir results/runs --out-dir results --params params.yaml"
-        " --profile {params.profile} > {log} 2>&1"
+        "samedge aggregate --params params.yaml --profile {params.profile} > {log} 2>&1"

@@ -3,16 +3,16 @@
 import json
 import shlex
 
-from samedge.codedeps import digest, module_files
-from samedge.codedeps import module_file as codedeps_module_file
+from samedge.codedeps import digests, task_files
 from samedge.config import check_pipeline, fmt_value, profile_config
 from samedge.errors import exit_on_error
+from samedge.layout import Layout
 from samedge.runs import check_existing_runs, profile_runs
 from samedge.figure_specs import FIGURES, figure_files, headline_files, summary_dir
 from samedge.optimizers import BUILTIN as OPTIMIZERS_BUILTIN
 from samedge.optimizers import module_file as optimizer_module_file
 from samedge.optimizers import parse_label
-from samedge.tasks import BUILTIN, get_task, module_file
+from samedge.tasks import get_task
 
 # Pipeline switches given with --config KEY=VALUE; they choose how jobs run, not what they
 # compute, so they are not part of params.yaml and are left out of its schema validation.
@@ -22,11 +22,12 @@ PIPELINE_SWITCHES = {"device": ("cpu", "cuda")}
 # not what it wrote (aggregation would refuse it only after Snakemake removed the tables): one line, exit 2.
 with exit_on_error("samedge pipeline"):
     check_pipeline(config, PIPELINE_SWITCHES, workflow.basedir)
+    PROFILE = config["profile"]
+    LAYOUT = Layout(PROFILE)  # every path this profile's jobs write (samedge.layout)
     if workflow.is_main_process:  # a job's own Snakemake (cluster) must not judge runs being written
-        check_existing_runs("results/runs", profile_runs(config), "rm -r {folder} && make pipeline "
-                            f"PROFILE={config['profile']}")
+        check_existing_runs(LAYOUT.runs, profile_runs(config), "rm -r {folder} && make pipeline "
+                            f"PROFILE={PROFILE}")
 
-PROFILE = config["profile"]
 TASKS = list(profile_config(config, PROFILE))  # the profile's tasks, in params order
 RUNS = profile_runs(config, PROFILE)  # every run (task, lr, rho, seed) of the profile
 RUN_BY_DIR = {(key.task, key.name): key for key in RUNS}
@@ -51,7 +52,7 @@ wildcard_constraints:
 def task_run_outputs(task):
     """metrics.csv and run.json of every run of `task` in the active profile."""
     return [
-        f"results/runs/{key.task}/{key.name}/{name}"
+        f"{LAYOUT.runs}/{key.task}/{key.name}/{name}"
         for key in RUNS
         if key.task == task
         for name in ("metrics.csv", "run.json")
@@ -73,22 +74,16 @@ def task_data(wildcards):
     return [f"data/prepared/{wildcards.task}"] if get_task(wildcards.task).data is not None else []
 
 
-def _task_digest(task, with_imports):
-    """A digest of a task's module; a built-in one with the package modules it imports if asked."""
-    if task in BUILTIN:
-        files = (module_files(BUILTIN[task], PACKAGE_DIR) if with_imports
-                 else [codedeps_module_file(BUILTIN[task], PACKAGE_DIR)])
-        return digest(files, PACKAGE_DIR)
-    path = module_file(task).resolve()
-    root = Path(workflow.basedir).resolve()
-    return digest([path], root if path.is_relative_to(root) else Path(path.anchor))
+def _task_code(task, stage):
+    """`path@digest` of each file of a task's code that the stage's own import graph does not
+    reach (tasks are loaded by name): the training stage's with what the module imports."""
+    files = task_files(task, config, ROOT, PACKAGE_DIR, with_imports=stage == "train")
+    return [f"{path}@{value}" for path, value in digests(files, ROOT).items() if path not in CODE[stage]]
 
 
 def task_code(wildcards):
-    """The training code of a task that its runs depend on beyond the training stage's import graph
-    (tasks are loaded by name, so that graph does not reach them): its module and what it imports.
-    Editing a task's module reruns that task's runs only."""
-    return _task_digest(wildcards.task, with_imports=True)
+    """Editing a task's module reruns that task's runs only."""
+    return _task_code(wildcards.task, "train")
 
 
 def optimizer_code(wildcards):
@@ -96,10 +91,8 @@ def optimizer_code(wildcards):
     editing it reruns the runs that use it."""
     name = parse_label(run_key(wildcards).optimizer)["name"]
     if name in OPTIMIZERS_BUILTIN:
-        return ""
-    path = optimizer_module_file(name).resolve()
-    root = Path(workflow.basedir).resolve()
-    return digest([path], root if path.is_relative_to(root) else Path(path.anchor))
+        return []
+    return [f"{path}@{value}" for path, value in digests([optimizer_module_file(name).resolve()], ROOT).items()]
 
 
 def run_variant(wildcards):
@@ -109,7 +102,7 @@ def run_variant(wildcards):
 
 def task_data_code(wildcards):
     """A task's module alone (its data source and preparation live there): editing it refetches."""
-    return _task_digest(wildcards.task, with_imports=False)
+    return _task_code(wildcards.task, "data")
 
 
 def run_settings(wildcards):
@@ -127,7 +120,7 @@ def paper_figure_outputs():
     place in the report."""
     outputs = {}
     for number, spec in FIGURES.items():
-        pdf, png = figure_files(number)
+        pdf, png = figure_files(number, LAYOUT.figures)
         outputs[f"pdf{number:02d}"] = str(pdf)
         outputs[f"png{number:02d}"] = report(
             str(png),
@@ -142,9 +135,9 @@ def paper_figure_outputs():
 def summary_outputs():
     """The report's landing page (workflow/report/workflow.rst includes landing.html), the headline
     figure, and each table rendered as an HTML page with its CSV as a download (the Tables category)."""
-    folder = summary_dir()
+    folder = summary_dir(LAYOUT.figures)
     outputs = {"landing": str(folder / "landing.html")}
-    outputs["headline_pdf"], outputs["headline_png"] = map(str, headline_files())
+    outputs["headline_pdf"], outputs["headline_png"] = map(str, headline_files(LAYOUT.figures))
     for name, caption in (("edge_agreement", "edge_agreement"), ("runs", "runs")):
         outputs[f"{name}_html"] = report(str(folder / f"{name}.html"), caption=f"../report/{caption}.rst",
                                          category="Tables", labels={"table": name.replace("_", " ")})

@@ -4,9 +4,9 @@ and 2/eta, and draws the paper's figures.
 
 Start with `make pipeline` (every step below, for the profile in params.yaml), or by hand:
   samedge fetch mnist                                   get and verify a task's data
-  samedge train --task mnist --lr 0.3 --rho 0.1 --out results/runs/mnist/lr0.3_rho0.1
-  samedge aggregate                                     collect runs into results/*.csv
-  samedge figure all                                    draw the paper's figures 1-16
+  samedge train --task mnist --lr 0.3 --rho 0.1 --out results/quick/runs/mnist/lr0.3_rho0.1
+  samedge aggregate --params params.yaml                collect the profile's runs into results/<profile>/*.csv
+  samedge figure all                                    draw the paper's figures 1-16 (results/<profile>/figures)
 `samedge COMMAND --help` explains each command's options.
 """
 from __future__ import annotations

@@ -96,10 +96,12 @@ def run(args: argparse.Namespace) -> int:
     from samedge.runs import check_output_folder
 
     targets = [parse_target(text) for text in args.target]
+    params = None
     if args.params is not None or Path("params.yaml").is_file():
         from samedge.config import load_params
 
-        load_params(args.params or Path("params.yaml"))  # names and labels of your own tasks
+        params = load_params(args.params or Path("params.yaml"))  # names and labels of your own tasks
+    _profile_folders(args, params)
     if args.x not in figures.X_AXES:
         raise ConfigError(f"--x {args.x!r}: expected one of {list(figures.X_AXES)}")
     if args.jobs < 1:
@@ -139,6 +141,20 @@ def draw_optimizer_figures(results_dir: Path, out: Path) -> list[Path]:
     return drawn
 
 
+def _profile_folders(args: argparse.Namespace, params: dict | None) -> None:
+    """--results and --out default to the profile's folders (results/PROFILE, its figures/)."""
+    from samedge.layout import Layout
+
+    if args.results is not None and args.out is not None:
+        return
+    if args.profile is None and params is None:
+        raise ConfigError("name the profile (--profile, with a params.yaml here or --params), "
+                          "or both --results and --out")
+    layout = Layout(args.profile or params["profile"])
+    args.results = args.results or layout.results
+    args.out = args.out or layout.figures
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "figure", help="draw a paper figure (1-16), all of them, or the per-run figure sets",
@@ -150,10 +166,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "(per optimizer, its sharpness against its edge; per task, every optimizer side by "
                              "side; under OUT/optimizers/); 'summary' (the report's landing page: the "
                              "edge-agreement table as HTML and the headline figure, under OUT/summary/)")
-    parser.add_argument("--results", type=Path, default=Path("results"),
-                        help="folder with metrics.csv and runs.csv from `samedge aggregate` (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=Path("results/figures"),
-                        help="figures folder; per-run sets go to OUT/runs/ (default: %(default)s)")
+    parser.add_argument("--profile", default=None,
+                        help="the profile whose tables to draw (default: params.yaml's `profile:`)")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="folder with metrics.csv and runs.csv from `samedge aggregate` "
+                             "(default: the profile's, results/PROFILE)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="figures folder; per-run sets go to OUT/runs/ (default: results/PROFILE/figures)")
     parser.add_argument("--x", default="step",
                         help="x-axis: 'step', or 'seconds' (training time, measurements excluded, as in the paper)"
                              " (default: %(default)s)")

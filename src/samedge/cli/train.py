@@ -99,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None,
                    help="seed of the initialisation and batches (default: the task's `seed` in params.yaml)")
     p.add_argument("--out", required=True,
-                   help="this run's own folder for metrics.csv and run.json, e.g. results/runs/mnist/lr0.3_rho0.1")
+                   help="this run's own folder for metrics.csv and run.json, e.g. results/quick/runs/mnist/lr0.3_rho0.1")
     p.add_argument("--profile", default=None, help="profile of params.yaml (default: its `profile:` key)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of the task's config, e.g. train.max_steps=100 (YAML value; repeatable)")
