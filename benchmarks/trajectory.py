@@ -25,6 +25,7 @@ from samedge.batches import batch_source
 from samedge.config import load_run_config
 from samedge.eigensolver import top_eigenpairs
 from samedge.hvp import HVPOperator
+from samedge.optimizers import build
 from samedge.train import RunSpec, Trainer
 
 
@@ -100,7 +101,7 @@ def run(cfg: dict, lr: float, rho: float, data_dir: Path, max_steps: int | None 
 
     with tempfile.TemporaryDirectory() as tmp:
         spec = RunSpec("mnist", lr, rho, "quick", cfg, Path(tmp) / "run", Path(tmp) / "checkpoint", device,
-                       batch_source("mnist", cfg, data_dir, device))
+                       batch_source("mnist", cfg, data_dir, device), build(cfg["optimizer"], lr, rho))
         trainer = Trainer(spec, on_measure=on_measure)
         timer = _TimedTracker(trainer.tracker)
         trainer.tracker.measure = timer

@@ -141,7 +141,8 @@ def test_stages_declare_only_the_params_they_use():
     active = load_params(REPO / "params.yaml")["profile"]
     assert params["train"] == ["profile", f"profiles.{active}"]  # the whole profile block: grids, settings
     assert params["aggregate"] == [f"profiles.{active}"]  # grids and seeds say which runs are tables
-    assert params["data"] == params["figures"] == params["report"] == params[CODE_STAGE] == []
+    assert params["figures"] == ["figure_x"]  # the figures' x axis
+    assert params["data"] == params["report"] == params[CODE_STAGE] == []
 
 
 # ---------------------------------------------------------------- on the smoke workspace

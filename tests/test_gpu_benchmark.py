@@ -73,7 +73,7 @@ def test_packing_sums_job_seconds_against_the_wall_time(tmp_path):
             bench = tmp_path / "benchmarks" / task / f"{run}.tsv"
             bench.parent.mkdir(parents=True, exist_ok=True)
             bench.write_text(f"s\th:m:s\n{seconds}\t0:00:{int(seconds)}\n")
-            lr, rho, _ = parse_run_name(run)
+            lr, rho, *_ = parse_run_name(run)
             record = write_run(tmp_path / "runs", task, lr, rho) / "run.json"
             record.write_text(json.dumps(json.loads(record.read_text()) | {"steps": steps, "train_seconds": train_s}))
     lines = gpu.packing(tmp_path, 20.0).splitlines()
