@@ -261,7 +261,7 @@ def test_warm_start_from_exact_eigenvectors_converges_at_once():
     eigenvalues = hessian_like(seed=3)
     matrix, q = spectrum_matrix(eigenvalues, seed=3)
     result = top_eigenpairs(MatrixOperator(matrix), k=3, tol=1e-6, init=q[:, :3])
-    assert result.converged and result.iterations <= 2
+    assert result.converged and result.iterations <= 3  # the random rest of the block must pass the no-miss test
     assert_top3(result, eigenvalues, q, rtol=1e-10)
 
 

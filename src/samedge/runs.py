@@ -23,7 +23,7 @@ from samedge.config import ConfigError, fmt_value, grid, point_seeds, profile_co
 
 METRIC_COLUMNS = ["step", "train_seconds", "loss", "grad_norm", "lambda_1", "lambda_2", "lambda_3",
                   "gd_edge", "sam_edge", "align_grad", "align_sam_grad", "hvp_count"]
-EXTRA_COLUMNS = ["eig_rel_residual", "eig_converged", "wall_seconds"]
+EXTRA_COLUMNS = ["eig_rel_residual", "eig_converged", "wall_seconds", "eig_error_bound"]
 RUN_KEYS = ("status", "reason", "steps", "wall_seconds", "total_hvps")
 STATUSES = ("completed", "diverged")
 METRICS_FILE, RECORD_FILE = "metrics.csv", "run.json"

@@ -216,7 +216,7 @@ class Trainer:
         return self.state.train_seconds >= self.state.next_measure_s
 
     def _measure(self, batch: Any, grads: SamGradient) -> dict[str, Any]:
-        eig = self.tracker.measure(self.model, self.loss_fn, batch)
+        eig = self.tracker.measure(self.model, self.loss_fn, batch, fresh=(grads.grad, grads.sam_grad))
         row = metrics_row(self.state.step, self.state.train_seconds, self.state.wall_seconds,
                           self.spec.lr, self.spec.rho, grads, eig)
         self.state.rows.append(row)
