@@ -24,3 +24,8 @@ class RunDirError(SamedgeError):
 
 class CheckpointError(SamedgeError):
     """A checkpoint that cannot be resumed (corrupt, truncated, or of another run); names the file."""
+
+
+class ModelError(SamedgeError, ValueError):
+    """A model or loss that cannot give a correct result: an output whose shape differs from its
+    targets', a trainable parameter the loss does not use; the message names it."""
