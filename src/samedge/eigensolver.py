@@ -234,7 +234,7 @@ def top_eigenpairs(op: Operator, k: int = 3, tol: float = 1e-3, max_iters: int =
                    max_basis: int | None = None, fresh: Tensor | None = None) -> EigResult:
     """The k largest-algebraic eigenpairs of the symmetric operator `op`.
 
-    init: (dim, j) starting vectors, j >= 1 (e.g. a previous result's `basis`). fresh: (dim, f)
+    init: (dim, j) starting vectors, 1 <= j <= k + guard (e.g. a previous result's `basis`). fresh: (dim, f)
     directions for the start (the tracker passes the gradient and the SAM gradient). A warm start
     is the first max(k, k + guard - 1) columns of init and the probe (module docstring), so its
     first pass costs k + guard products as before; a cold start is the fresh directions and
@@ -299,7 +299,9 @@ def _start_rows(op: Operator, k: int, block: int, init: Tensor | None, fresh: Te
     parts = torch.cat([new, noise])
     norms = torch.linalg.vector_norm(parts, dim=1, keepdim=True)
     probe = (parts[norms[:, 0] > 0] / norms[norms[:, 0] > 0]).sum(0, keepdim=True)  # a zero gradient adds nothing
-    return torch.cat([init.T[:max(k, block - 1)].to(op.device, op.dtype), probe])
+    warm = init.T[:max(k, block - 1)].to(op.device, op.dtype)
+    fill = torch.randn(max(block - len(warm) - 1, 0), op.dim, dtype=torch.float64, generator=generator)
+    return torch.cat([warm, probe, fill.to(op.device, op.dtype)])  # one pass, as a cold start's
 
 
 def _limits(theta: Tensor, k: int, scale: Tensor) -> Tensor:
@@ -350,10 +352,10 @@ def _check_args(op: Operator, k: int, tol: float, max_iters: int, init: Tensor |
         raise ValueError(f"max_iters: expected a positive integer, got {max_iters}")
     if guard < 0:
         raise ValueError(f"guard: expected a non-negative integer, got {guard}")
-    for name, start in (("init", init), ("fresh", fresh)):
+    for name, start, most in (("init", init, k + guard), ("fresh", fresh, op.dim)):
         if start is None:
             continue
-        if start.ndim != 2 or start.shape[0] != op.dim or start.shape[1] < 1:
-            raise ValueError(f"{name}: expected shape ({op.dim}, j) with j >= 1, got {tuple(start.shape)}")
+        if start.ndim != 2 or start.shape[0] != op.dim or not 1 <= start.shape[1] <= most:
+            raise ValueError(f"{name}: expected shape ({op.dim}, j) with 1 <= j <= {most}, got {tuple(start.shape)}")
         if not torch.isfinite(start).all():
             raise ValueError(f"{name}: contains NaN or Inf")
