@@ -29,6 +29,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+import before_after  # noqa: E402
 import costs  # noqa: E402
 import eigen_peers  # noqa: E402
 import memory  # noqa: E402
@@ -85,13 +86,18 @@ SIZES = {
 }
 
 
-def _trajectory_sections(size: dict, args: argparse.Namespace, costs_sec: Section) -> tuple[Section, list[dict]]:
+def _trajectory_config(size: dict, args: argparse.Namespace) -> tuple[dict, float, float]:
     cfg, lr, rho = trajectory.quick_config(args.params)
     over = size["trajectory"]["overrides"]
     if over:
         cfg["model"] = over["model"]
         cfg["data"]["n_train"] = over["n_train"]
         cfg["train"]["measure_every_steps"] = over["every"]
+    return cfg, lr, rho
+
+
+def _trajectory_sections(size: dict, args: argparse.Namespace, costs_sec: Section) -> tuple[Section, list[dict]]:
+    cfg, lr, rho = _trajectory_config(size, args)
     traj = trajectory.run(cfg, lr, rho, args.data_dir, size["trajectory"]["steps"])
     trajectory.tracker_share(costs_sec, traj)
     return trajectory.section(traj), traj.rows
@@ -110,11 +116,31 @@ def header(args: argparse.Namespace, seconds: float, load: tuple[float, float]) 
     ]
 
 
+def _kept(out: Path, sections: list[Section]) -> tuple[list[str], pd.DataFrame]:
+    """The sections of an existing results.md / results.csv that this run did not redo (their own
+    load and date are in their text), so `--sections 5` adds to the last full run instead of erasing it."""
+    if not (out / "results.md").is_file() or not (out / "results.csv").is_file():
+        return [], pd.DataFrame()
+    redone = {s.title for s in sections}
+    text = (out / "results.md").read_text().split("\n## ")[1:]
+    kept = [f"## {part.rstrip()}" for part in text if part[0].isdigit() and part.split("\n")[0] not in redone]
+    if kept:  # the run that measured them, as its header said
+        kept.insert(0, "Sections " + ", ".join(p.split(".")[0][3:] for p in kept) + " are kept from an earlier run: "
+                    + (out / "results.md").read_text().split("\n")[2])
+    old = pd.read_csv(out / "results.csv")
+    return kept, old[~old["section"].isin(redone)]
+
+
 def write(out: Path, lines: list[str], sections: list[Section], tables: dict[str, list[dict]]) -> None:
+    kept, kept_records = _kept(out, sections)
     records = [r for s in sections for r in s.records]
     summary = [[r.section.split(".")[0], r.item, fmt(r.value, 4), r.target, f"**{r.status}**", r.note]
                for r in records if r.target]
+    summary += [[str(r.section).split(".")[0], r.item, fmt(r.value, 4), r.target, f"**{r.status}**",
+                 "" if pd.isna(r.note) else r.note] for r in kept_records.itertuples() if isinstance(r.target, str)]
     body = lines + ["", "## Targets", "", *md_table(["sec", "measured", "value", "target", "status", "note"], summary)]
+    for part in kept:
+        body += ["", part]
     for s in sections:
         body += ["", f"## {s.title}", "", *s.lines]
         plain = [[r.item, fmt(r.value, 4), r.unit, r.target, r.status, r.note] for r in s.records]
@@ -124,7 +150,7 @@ def write(out: Path, lines: list[str], sections: list[Section], tables: dict[str
     with atomic_write(out / "results.md") as tmp:
         tmp.write_text("\n".join(body) + "\n")
     with atomic_write(out / "results.csv") as tmp:
-        pd.DataFrame([r.row() for r in records]).to_csv(tmp, index=False)
+        pd.concat([kept_records, pd.DataFrame([r.row() for r in records])]).to_csv(tmp, index=False)
     for name, rows in tables.items():
         with atomic_write(out / f"{name}.csv") as tmp:
             pd.DataFrame(rows).to_csv(tmp, index=False)
@@ -138,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", type=Path, default=REPO / "params.yaml")
     parser.add_argument("--results", type=Path, default=Layout("quick", REPO).results,
                         help="a pipeline run's results folder (default: the quick profile's)")
-    parser.add_argument("--sections", default="1234", help="which sections to run, e.g. 13")
+    parser.add_argument("--sections", default="1234", help="which sections to run, e.g. 13; 5 (the solver "
+                        "against the one of --before) only when named")
+    parser.add_argument("--before", default=before_after.BEFORE, help="git revision of the earlier solver (section 5)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1, as the pipeline's runs: on a shared machine a second "
                              "thread's barrier waits can slow kernels tenfold)")
@@ -163,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(costs_sec)
     if "4" in args.sections:
         sections.append(quick_e2e.section(args.results))
+    if "5" in args.sections:
+        sec, tables["before_after"] = before_after.section(args.before, _trajectory_config(size, args), args.data_dir,
+                                                           size["problems"][1:], size["trajectory"]["steps"])
+        sections.append(sec)
     lines = header(args, time.perf_counter() - start, (load0, os.getloadavg()[0]))
     write(args.out, lines, sections, tables)
     print("\n".join(f"{r.status or '-':4} {r.item}: {fmt(r.value, 4)} {r.target}"

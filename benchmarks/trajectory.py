@@ -48,14 +48,15 @@ class _TimedTracker:
         self.last: dict = {}
         self.seconds = self.hvp_seconds = 0.0
 
-    def __call__(self, model, loss_fn, data):
+    def __call__(self, model, loss_fn, data, fresh=()):
         init = None if self.tracker.basis is None else self.tracker.basis.clone()
         seed = self.tracker.seed + self.tracker.measurements
         with hvp_clock() as in_hvps:
-            result, seconds = timed(lambda: self.measure_fn(model, loss_fn, data))
+            result, seconds = timed(lambda: self.measure_fn(model, loss_fn, data, fresh=fresh))
         self.seconds += seconds
         self.hvp_seconds += in_hvps[0]
-        self.last = {"result": result, "seconds": seconds, "hvp_seconds": in_hvps[0], "init": init, "seed": seed}
+        self.last = {"result": result, "seconds": seconds, "hvp_seconds": in_hvps[0], "init": init, "seed": seed,
+                     "fresh": torch.stack([d.detach() for d in fresh], dim=1) if fresh else None}
         return result
 
 
@@ -65,7 +66,7 @@ def oracle_hvps(op: HVPOperator, last: dict, tracker: Any, reference: np.ndarray
     result = last["result"]
     for passes in range(1, result.iterations):
         replay = top_eigenpairs(op, tracker.k, tracker.tol, passes, init=last["init"], seed=last["seed"],
-                                guard=tracker.guard)
+                                guard=tracker.guard, fresh=last["fresh"])
         if np.max(np.abs(replay.values.numpy() - reference) / np.abs(reference)) <= tracker.tol:
             return replay.hvps, passes
     return result.hvps, result.iterations

@@ -79,3 +79,61 @@ def test_degenerate_cluster_is_reported_unresolved():
     result = top_eigenpairs(MatrixOperator(matrix), k=3)
     assert result.converged and not result.resolved
     np.testing.assert_allclose(result.values.numpy(), top[:3], rtol=1e-3)
+
+
+def rising_eigenvalue(n: int = 300, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+    """H_prev with top ten [6, 5.5, 5, ...] over a bulk in [0, 2], and H_new = H_prev + 5 q q^T + E
+    (||E|| = 1e-4) where q is H_prev's eigenvector of eigenvalue 2.0: it jumps to 7.0, above the
+    whole previous top ten. Returns H_new, H_prev's exact top-10 eigenvectors and q."""
+    g = torch.Generator().manual_seed(seed)
+    top = torch.tensor([6.0, 5.5, 5.0, 4.5, 4.0, 3.6, 3.3, 3.0, 2.8, 2.6, 2.0], dtype=torch.float64)
+    eigenvalues = torch.cat([top, torch.rand(n - len(top), dtype=torch.float64, generator=g) * 1.9])
+    Q = torch.linalg.qr(torch.randn(n, n, dtype=torch.float64, generator=g))[0]
+    E = torch.randn(n, n, dtype=torch.float64, generator=g)
+    E = (E + E.T) * (1e-4 / torch.linalg.matrix_norm(E + E.T, 2))
+    q = Q[:, 10]
+    return (Q * eigenvalues) @ Q.T + 5 * torch.outer(q, q) + E, Q[:, :10], q
+
+
+@pytest.mark.parametrize("tol", [1e-3, 1e-5])
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("gradient", ["none", "random", "orthogonal"])
+def test_a_warm_start_finds_an_eigenvalue_that_jumped_above_the_old_top(gradient, seed, tol):
+    """The previous basis is exactly H_prev's top ten, so its top three look converged at once;
+    the random probe (and the gradient, when it has a component along q) must reveal 7.0, also
+    when the gradient is orthogonal to the new direction."""
+    H, previous, q = rising_eigenvalue(seed=seed)
+    g = torch.randn(len(H), dtype=torch.float64, generator=torch.Generator().manual_seed(10 + seed))
+    if gradient == "orthogonal":
+        g -= (g @ q) * q
+    fresh = None if gradient == "none" else torch.stack([g, H @ g], dim=1)  # a gradient and a second direction
+    result = top_eigenpairs(MatrixOperator(H), k=3, tol=tol, init=previous, seed=seed, fresh=fresh)
+    exact = torch.linalg.eigvalsh(H).flip(0)[:3]
+    assert result.converged and abs(float(exact[0]) - 7.0) < 1e-3
+    assert (result.values - exact).abs().max() <= tol * 7.0
+    assert bool(((result.values - exact).abs() <= result.bounds + 1e-12).all())
+
+
+def test_error_bounds_hold_and_tighten_with_a_certified_gap():
+    """Each value lies within its bound of the exact eigenvalue; where the neighbours are certified
+    apart the bound is Kato-Temple's s^2 / gap, far below the residual s."""
+    for top in ([1.0, 0.998, 0.996, 0.95], [1.0, 0.998, 0.996, 0.996 - 1e-9, 0.95], [3.0, 2.0, 1.5, 1.0]):
+        matrix, _ = clustered(top)
+        for tol in (1e-3, 1e-6):
+            result = top_eigenpairs(MatrixOperator(matrix), k=3, tol=tol)
+            exact = torch.linalg.eigvalsh(matrix).flip(0)[:3]
+            assert bool(((result.values - exact).abs() <= result.bounds + 1e-14).all()), (top, tol)
+            assert bool((result.bounds <= result.residuals).all())
+    matrix, _ = clustered([3.0, 2.0, 1.5, 1.0])
+    result = top_eigenpairs(MatrixOperator(matrix), k=3, tol=1e-4)
+    assert result.resolved and bool((result.bounds < 0.1 * result.residuals).all())
+
+
+def test_a_gap_of_1e_9_is_never_certified_even_from_a_warm_start():
+    """lambda_3 - lambda_4 = 1e-9: from the exact top three plus noise, the (k+1)-th Ritz value is
+    not trusted until converged, and then its interval overlaps lambda_3's."""
+    top = [1.0, 0.998, 0.996, 0.996 - 1e-9, 0.95]
+    matrix, q = clustered(top, seed=1)
+    for init in (None, q[:, :3], q[:, [0, 1, 3]]):
+        result = top_eigenpairs(MatrixOperator(matrix), k=3, init=init)
+        assert result.converged and not result.resolved

@@ -260,7 +260,7 @@ def test_negative_dominant_spectrum_returns_top_positive():
 def test_warm_start_from_exact_eigenvectors_converges_at_once():
     eigenvalues = hessian_like(seed=3)
     matrix, q = spectrum_matrix(eigenvalues, seed=3)
-    result = top_eigenpairs(MatrixOperator(matrix), k=3, tol=1e-6, init=q[:, :3])
+    result = top_eigenpairs(MatrixOperator(matrix), k=3, tol=1e-6, init=q[:, :10])  # a tracker's whole warm block
     assert result.converged and result.iterations <= 2
     assert_top3(result, eigenvalues, q, rtol=1e-10)
 
@@ -302,6 +302,8 @@ def test_solver_is_deterministic_for_a_seed():
     ({"init": torch.zeros(60, dtype=torch.float64)}, "init"),
     ({"init": torch.zeros(60, 11, dtype=torch.float64)}, "init"), ({"max_basis": 12}, "max_basis"),
     ({"init": torch.full((60, 3), math.nan, dtype=torch.float64)}, "init"), ({"guard": -1}, "guard"),
+    ({"fresh": torch.zeros(59, 2, dtype=torch.float64)}, "fresh"),
+    ({"fresh": torch.full((60, 1), math.inf, dtype=torch.float64)}, "fresh"),
 ])
 def test_solver_bad_input(kwargs, match):
     matrix, _ = spectrum_matrix(hessian_like(60))

@@ -10,10 +10,12 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from samedge.errors import ConfigError
+
 
 def _check_lr(lr: np.ndarray) -> None:
-    if np.any(~(lr > 0)):
-        raise ValueError(f"lr: expected a positive learning rate, got {lr}")
+    if np.any(~((lr > 0) & np.isfinite(lr))):
+        raise ConfigError(f"lr: expected a positive finite learning rate, got {lr}")
 
 
 def gd_edge(lr: ArrayLike) -> np.ndarray | float:
@@ -30,10 +32,10 @@ def sam_edge(grad_norm: ArrayLike, lr: ArrayLike, rho: ArrayLike) -> np.ndarray 
     """
     g, lr, rho = (np.asarray(a, dtype=float) for a in (grad_norm, lr, rho))
     _check_lr(lr)
-    if np.any(~(rho >= 0)):
-        raise ValueError(f"rho: expected rho >= 0, got {rho}")
+    if np.any(~((rho >= 0) & np.isfinite(rho))):
+        raise ConfigError(f"rho: expected a finite rho >= 0, got {rho}")
     if np.any(~(g >= 0)):
-        raise ValueError(f"grad_norm: expected a non-negative gradient norm, got {g}")
+        raise ConfigError(f"grad_norm: expected a non-negative gradient norm, got {g}")
     with np.errstate(divide="ignore", invalid="ignore"):
         x = np.where(rho > 0, 8.0 * rho / (lr * g), 0.0)  # +inf when g = 0 < rho
     edge = 4.0 / (lr * (1.0 + np.sqrt(1.0 + x)))

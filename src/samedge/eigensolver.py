@@ -2,9 +2,11 @@
 
 The method is a thick-restarted block Davidson iteration without preconditioner, i.e. block
 Lanczos with full reorthogonalisation: the search space starts from `init` (the previous
-measurement's vectors, for warm starts) plus `guard` extra vectors, and each iteration adds the
-residuals of the not yet converged Ritz pairs, so one iteration costs one batched pass of the
-operator over as many vectors as there are unconverged pairs.
+measurement's vectors, for warm starts) and a probe: the sum of the caller's unit `fresh`
+directions (the tracker passes the gradient and the SAM gradient, which at the edge of stability
+align with the top eigenvector) and a seeded unit random vector. Each iteration adds the residuals
+of the Ritz pairs that fail the stopping test, so one iteration costs one batched pass of the
+operator over as many vectors.
 
 Exact in float32: the basis is stored as contiguous rows, and every inner product over
 parameter-length vectors (projections, the Gram matrices of new blocks, V^T A V, the final
@@ -12,12 +14,35 @@ Rayleigh quotients) is accumulated in float64, so the basis is orthonormal to fl
 and the returned values are the Rayleigh quotients of the returned vectors, free of the 1e-4
 errors that float32 sums over millions of terms leave.
 
-Convergence: every one of the k residual norms ||H v_i - lambda_i v_i|| (v_i unit) is at most
-tol * max_i |lambda_i| over the k returned eigenvalues. Eigenvalue errors are then at most
-that bound, and typically its square divided by the spectral gap.
+Stopping test (what `converged` means): with Ritz pairs (theta_j, x_j) of the whole search space,
+descending, and residuals s_j = ||H x_j - theta_j x_j||,
+  - the top k pairs have s_j <= tol * |theta_1|, and
+  - each of the next pairs up to k + guard (those a warm start carries on) has s_j <= tol *
+    |theta_1| or s_j <= PROBE * (theta_k - theta_j); a pair within a residual of theta_k must
+    therefore converge. They are tested once the top k have converged, and the highest failing
+    one is expanded per pass.
+For any eigenvector q of H with eigenvalue mu >= theta_k, |q . x_j| <= s_j / (mu - theta_j), so
+the second condition bounds by PROBE the overlap of every eigenvector above theta_k that the
+returned vectors miss with each of those Ritz vectors. The first pass holds the probe among
+them, so a new top eigenvalue whose eigenvector overlaps the probe (the gradient, the SAM
+gradient, or the random part) by more than PROBE times its share cannot be returned as
+converged: the probe's Ritz pair fails the test and is expanded, and the Krylov space grows
+towards it (Lanczos from a random vector reaches it with high probability in a few passes; no
+finite method can find an eigenvector orthogonal to everything it multiplied).
+
+Error bounds: each returned eigenvalue lies within its `bounds` entry of an eigenvalue of H:
+min(s_i, s_i^2 / delta_i) (the residual bound, and Kato-Temple's with delta_i the certified
+distance from theta_i to the intervals theta_j +- s_j of its neighbours).
+`resolved` is True only when the (k+1)-th pair passed the stopping test (converged, or its
+residual below PROBE times its distance to theta_k: it overlaps the eigenvectors above theta_k by
+at most PROBE) and the gap to the interval theta_{k+1} +- s_{k+1}, which holds an eigenvalue,
+theta_k - (theta_{k+1} + s_{k+1}) (theta_k <= lambda_k by interlacing), exceeds the residual norm
+||H V - V diag(values)||_F, so that the returned vectors span the top-k eigenspace to within that
+ratio (Davis-Kahan). A bare Ritz value theta_{k+1}, only a lower bound on lambda_{k+1}, is never used.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,6 +52,9 @@ from scipy.sparse.linalg import LinearOperator
 from torch import Tensor
 
 CHUNK = 1 << 15  # elements per row and chunk of a float64 inner product: the float64 copies stay in cache
+# A Ritz pair below the k-th passes the stopping test when its residual is at most this fraction of
+# its distance to theta_k: eigenvectors above theta_k then overlap it by at most this much.
+PROBE = 0.1
 
 
 class Operator(Protocol):
@@ -39,12 +67,13 @@ class Operator(Protocol):
 
 @dataclass
 class EigResult:
-    """values, residuals: float64 CPU tensors (k,), values descending; vectors: (dim, k) unit
-    eigenvectors in the operator's dtype and device; basis: (dim, k + guard) top Ritz vectors,
-    the warm start for the next measurement; hvps: operator applications spent; iterations:
-    batched operator passes. resolved: whether the k-th Ritz value stands apart from the
-    (k+1)-th by more than the residual norm ||H V - V diag(values)||_F, so that the returned
-    vectors span the top-k eigenspace to within that ratio (Davis-Kahan); False inside a
+    """values, residuals, bounds: float64 CPU tensors (k,), values descending, each value within
+    its bound of an eigenvalue (residual or Kato-Temple bound, module docstring); vectors: (dim, k)
+    unit eigenvectors in the operator's dtype and device; basis: (dim, k + guard) top Ritz
+    vectors, the warm start for the next measurement; hvps: operator applications spent;
+    iterations: batched operator passes; converged: the stopping test passed. resolved: the gap to
+    lambda_{k+1} is certified by a converged (k+1)-th pair and exceeds ||H V - V diag(values)||_F,
+    so the vectors span the top-k eigenspace to within that ratio (Davis-Kahan); False inside a
     near-degenerate cluster, where the values are still accurate but the vectors are one basis of
     a larger, numerically degenerate eigenspace."""
     values: Tensor
@@ -55,6 +84,7 @@ class EigResult:
     converged: bool
     basis: Tensor
     resolved: bool = False
+    bounds: Tensor | None = None
 
 
 class MatrixOperator:
@@ -101,6 +131,7 @@ class _Space:
         self.V: list[Tensor] = []
         self.AV: list[Tensor] = []
         self.T = torch.zeros(size, size, dtype=torch.float64)
+        self.G = torch.zeros(size, size, dtype=torch.float64)  # (A V)(A V)^T: every Ritz residual, no row combinations
         eps = torch.finfo(op.dtype).eps
         # A row whose norm falls below this fraction on projection is numerically dependent.
         self.drop = (100 * eps) ** 0.5
@@ -131,6 +162,9 @@ class _Space:
         self.T[start:end, :end] = block
         self.T[:start, start:end] = block[:, :start].T
         self.T[start:end, start:end] = (block[:, start:] + block[:, start:].T) / 2
+        images = torch.cat([gram64(self.AV[-1], B) for B in self.AV], dim=1)
+        self.G[start:end, :end] = images
+        self.G[:start, start:end] = images[:, :start].T
         return n
 
     def _orthonormalise(self, W: Tensor) -> Tensor:
@@ -165,10 +199,13 @@ class _Space:
         C = (U[:, keep] * S[keep].rsqrt()).T * scale[None, :]
         return C.to(W.device, W.dtype) @ W, True
 
-    def ritz(self) -> tuple[Tensor, Tensor]:
-        """All Ritz values (float64, descending) and their coefficient vectors Y (m, m) in V."""
+    def ritz(self) -> tuple[Tensor, Tensor, Tensor]:
+        """All Ritz values (float64, descending), their coefficient vectors Y (m, m) in V and their
+        residual norms ||A x - theta x||^2 = y^T G y - theta^2 (float64; accurate to ~1e-8 |theta|)."""
         theta, Y = torch.linalg.eigh(self.T[:self.m, :self.m])
-        return theta.flip(0), Y.flip(1)
+        theta, Y = theta.flip(0), Y.flip(1)
+        square = ((self.G[:self.m, :self.m] @ Y) * Y).sum(0) - theta ** 2
+        return theta, Y, square.clamp(min=0).sqrt()
 
     def combine(self, Y: Tensor) -> tuple[Tensor, Tensor]:
         """Rows X = Y^T V and A X = Y^T A V for coefficient columns Y (m, r)."""
@@ -189,60 +226,124 @@ class _Space:
         self.V, self.AV = [X], [AX]
         block = gram64(X, AX)
         self.T[:len(X), :len(X)] = (block + block.T) / 2
+        self.G[:len(X), :len(X)] = gram64(AX, AX)
 
 
 def top_eigenpairs(op: Operator, k: int = 3, tol: float = 1e-3, max_iters: int = 100,
                    init: Tensor | None = None, seed: int = 0, guard: int = 7,
-                   max_basis: int | None = None) -> EigResult:
+                   max_basis: int | None = None, fresh: Tensor | None = None) -> EigResult:
     """The k largest-algebraic eigenpairs of the symmetric operator `op`.
 
-    init: (dim, j) starting vectors, 1 <= j <= k + guard (e.g. a previous result's `basis`);
-    the rest of the starting block is Gaussian noise drawn from `seed`. guard: extra vectors
-    carried beside the k wanted ones; k + guard = 10 spans the cluster of C - 1 = 9 outlier
-    eigenvalues of a 10-class squared loss, so a warm start need not rediscover the members of
-    the cluster that overtook each other (measured: fewer HVPs than guard 2 or 5 along a SAM run).
-    One iteration is one batched pass of the operator; `max_iters` bounds them. max_basis
-    (default max(3 (k + guard), 20)) bounds the search space before a thick restart.
+    init: (dim, j) starting vectors, 1 <= j <= k + guard (e.g. a previous result's `basis`). fresh: (dim, f)
+    directions for the start (the tracker passes the gradient and the SAM gradient). A warm start
+    is the first max(k, k + guard - 1) columns of init and the probe (module docstring), so its
+    first pass costs k + guard products as before; a cold start is the fresh directions and
+    Gaussian noise. Noise is drawn from `seed`. guard: extra vectors carried beside the k wanted ones; k + guard = 10 spans the cluster
+    of C - 1 = 9 outlier eigenvalues of a 10-class squared loss, so a warm start need not
+    rediscover the members of the cluster that overtook each other. One iteration is one batched
+    pass of the operator; `max_iters` bounds them. max_basis (default max(3 (k + guard), 20))
+    bounds the search space before a thick restart. The stopping test and the guarantee it gives
+    are in the module docstring.
     """
-    _check_args(op, k, tol, max_iters, init, guard)
-    block = min(k + guard, op.dim)
+    _check_args(op, k, tol, max_iters, init, guard, fresh)
+    generator = torch.Generator().manual_seed(seed)
+    rows = _start_rows(op, k, min(k + guard, op.dim), init, fresh, generator)
+    block = max(min(k + guard, op.dim), min(len(rows), op.dim))
     size = min(op.dim, max_basis or max(3 * block, 20))
     if size < 2 * block and size < op.dim:
         raise ValueError(f"max_basis: expected at least 2 (k + guard) = {2 * block}, got {max_basis}")
     space = _Space(op, size)
-    generator = torch.Generator().manual_seed(seed)
-    start = torch.empty(0, op.dim, dtype=op.dtype, device=op.device) if init is None else init.T
-    while space.m < block:  # more than once only if rows of `init` were dependent
-        rows, need = start.to(op.device, op.dtype), block - space.m - len(start)
-        if need > 0:
-            noise = torch.randn(need, op.dim, dtype=torch.float64, generator=generator)
-            rows = torch.cat([rows, noise.to(op.device, op.dtype)])
-        space.extend(rows)
-        start = start[:0]
+    space.extend(rows)
+    while space.m < block:  # only if starting rows were dependent
+        noise = torch.randn(block - space.m, op.dim, dtype=torch.float64, generator=generator)
+        space.extend(noise.to(op.device, op.dtype))
     while True:
-        theta, Y = space.ritz()
-        X, AX = space.combine(Y[:, :k])
-        R = torch.addcmul(AX, X, -theta[:k, None].to(X.device, X.dtype))
+        theta, Y, screen = space.ritz()
+        top = min(k + 1, space.m)
+        X, AX = space.combine(Y[:, :top])
+        R = torch.addcmul(AX, X, -theta[:top, None].to(X.device, X.dtype))
         res = torch.linalg.vector_norm(R, dim=1).cpu().double()
-        open_ = res > tol * theta[:k].abs().max()
-        if not open_.any() or space.passes >= max_iters:
+        scale = tol * theta[:k].abs().max()
+        open_top = _open_top(theta, res, k, scale)
+        lower, R_lower = ([], R[:0]) if open_top.any() else _open_lower(space, theta, Y, screen, k, block, scale)
+        n_open = int(open_top.sum()) + len(lower)
+        if n_open == 0 or space.passes >= max_iters:
             break
-        if space.free < int(open_.sum()):
+        if space.free < n_open:
             space.restart(*space.combine(Y[:, :block]))
             continue
-        if space.extend(R[open_.to(R.device)]) == 0:  # residuals numerically inside the space
+        if space.extend(torch.cat([R[open_top.to(R.device)], R_lower])) == 0:  # numerically inside the space
             break
-    converged = not bool(open_.any())
+    converged = n_open == 0
     basis = space.combine(Y[:, :block])[0]
+    X, AX = X[:k], AX[:k]
     values = gram64(X, AX).diagonal() / gram64(X, X).diagonal()  # Rayleigh quotients, float64
     order = values.argsort(descending=True)
     values, X, AX = values[order], X[order.to(X.device)], AX[order.to(X.device)]
-    res = torch.linalg.vector_norm(torch.addcmul(AX, X, -values[:, None].to(X.device, X.dtype)), dim=1).cpu().double()
-    gap = theta[k - 1] - theta[k] if space.m > k else 0.0
-    return EigResult(values, X.T, res, space.hvps, space.passes, converged, basis.T, bool(gap > res.norm()))
+    res_k = torch.linalg.vector_norm(torch.addcmul(AX, X, -values[:, None].to(X.device, X.dtype)), dim=1).cpu().double()
+    # The (k+1)-th pair, once it passed the stopping test, bounds an eigenvalue below lambda_k; else nothing does.
+    below = float(theta[k] + res[k]) if top > k and not open_top[k] else (-math.inf if k == op.dim else None)
+    resolved = below is not None and float(values[-1]) - below > float(res_k.norm())
+    return EigResult(values, X.T, res_k, space.hvps, space.passes, converged, basis.T, resolved,
+                     _error_bounds(values, res_k, below))
 
 
-def _check_args(op: Operator, k: int, tol: float, max_iters: int, init: Tensor | None, guard: int) -> None:
+def _start_rows(op: Operator, k: int, block: int, init: Tensor | None, fresh: Tensor | None,
+                generator: torch.Generator) -> Tensor:
+    """The first pass's rows: warm columns and the probe, or (cold) fresh directions and noise."""
+    new = torch.empty(0, op.dim, dtype=op.dtype, device=op.device) if fresh is None else fresh.T.to(op.device, op.dtype)
+    if init is None:
+        noise = torch.randn(max(block - len(new), 0), op.dim, dtype=torch.float64, generator=generator)
+        return torch.cat([new, noise.to(op.device, op.dtype)])
+    noise = torch.randn(1, op.dim, dtype=torch.float64, generator=generator).to(op.device, op.dtype)
+    parts = torch.cat([new, noise])
+    norms = torch.linalg.vector_norm(parts, dim=1, keepdim=True)
+    probe = (parts[norms[:, 0] > 0] / norms[norms[:, 0] > 0]).sum(0, keepdim=True)  # a zero gradient adds nothing
+    warm = init.T[:max(k, block - 1)].to(op.device, op.dtype)
+    fill = torch.randn(max(block - len(warm) - 1, 0), op.dim, dtype=torch.float64, generator=generator)
+    return torch.cat([warm, probe, fill.to(op.device, op.dtype)])  # one pass, as a cold start's
+
+
+def _limits(theta: Tensor, k: int, scale: Tensor) -> Tensor:
+    """The residual each Ritz pair j >= k may keep: tol |theta_1|, or PROBE times its distance to theta_k."""
+    return torch.maximum(PROBE * (theta[k - 1] - theta[k:]), scale)
+
+
+def _open_top(theta: Tensor, res: Tensor, k: int, scale: Tensor) -> Tensor:
+    """Which of the top k (+ 1) pairs, residuals `res`, fail the stopping test (module docstring)."""
+    return res > torch.cat([scale.expand(k), _limits(theta, k, scale)[:len(res) - k]])
+
+
+def _open_lower(space: _Space, theta: Tensor, Y: Tensor, screen: Tensor, k: int, block: int,
+                scale: Tensor) -> tuple[list[int], Tensor]:
+    """The highest pair among k + 2 .. block that fails the stopping test, with its residual row.
+    Pairs are screened by their Gram-matrix residuals (no row combinations); only candidates'
+    residuals are formed exactly, highest first."""
+    limits = _limits(theta, k, scale)
+    for j in range(k + 1, min(block, space.m)):
+        if screen[j] > limits[j - k] / 2:
+            X, AX = space.combine(Y[:, j:j + 1])
+            R = torch.addcmul(AX, X, -theta[j:j + 1, None].to(X.device, X.dtype))
+            if float(torch.linalg.vector_norm(R)) > limits[j - k]:
+                return [j], R
+    return [], space.V[0][:0]
+
+
+def _error_bounds(values: Tensor, res: Tensor, below: float | None) -> Tensor:
+    """Per value, min(residual, Kato-Temple): s_i^2 / delta_i, delta_i the distance from theta_i
+    to its neighbours' intervals (theta_j +- s_j; the top value has none above), when both
+    neighbours are certified and apart from it; otherwise the residual bound s_i."""
+    bounds = res.clone()
+    for i, (theta, s) in enumerate(zip(values.tolist(), res.tolist())):
+        up = math.inf if i == 0 else values[i - 1].item() - res[i - 1].item()
+        down = below if i == len(values) - 1 else values[i + 1].item() + res[i + 1].item()
+        if down is not None and down < theta < up:
+            bounds[i] = min(s, s * s / min(theta - down, up - theta))
+    return bounds
+
+
+def _check_args(op: Operator, k: int, tol: float, max_iters: int, init: Tensor | None, guard: int,
+                fresh: Tensor | None) -> None:
     if not 1 <= k <= op.dim:
         raise ValueError(f"k: expected 1 <= k <= dim = {op.dim}, got {k}")
     if not tol > 0:
@@ -251,10 +352,10 @@ def _check_args(op: Operator, k: int, tol: float, max_iters: int, init: Tensor |
         raise ValueError(f"max_iters: expected a positive integer, got {max_iters}")
     if guard < 0:
         raise ValueError(f"guard: expected a non-negative integer, got {guard}")
-    if init is not None:
-        if init.ndim != 2 or init.shape[0] != op.dim or not 1 <= init.shape[1] <= k + guard:
-            raise ValueError(
-                f"init: expected shape ({op.dim}, j) with 1 <= j <= k + guard = {k + guard}, got {tuple(init.shape)}"
-            )
-        if not torch.isfinite(init).all():
-            raise ValueError("init: contains NaN or Inf")
+    for name, start, most in (("init", init, k + guard), ("fresh", fresh, op.dim)):
+        if start is None:
+            continue
+        if start.ndim != 2 or start.shape[0] != op.dim or not 1 <= start.shape[1] <= most:
+            raise ValueError(f"{name}: expected shape ({op.dim}, j) with 1 <= j <= {most}, got {tuple(start.shape)}")
+        if not torch.isfinite(start).all():
+            raise ValueError(f"{name}: contains NaN or Inf")

@@ -43,3 +43,6 @@ def exit_on_error(prog: str) -> Iterator[None]:
     except SamedgeError as exc:
         print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
         raise SystemExit(2) from None
+class ModelError(SamedgeError, ValueError):
+    """A model or loss that cannot give a correct result: an output whose shape differs from its
+    targets', a trainable parameter the loss does not use; the message names it."""

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from samedge import optimizers
 from samedge.edge import gd_edge, sam_edge
 from samedge.eigensolver import EigResult
-from samedge.objective import Data, LossFn
+from samedge.objective import Data, LossFn, as_chunks, frozen_state
 from samedge.optimizers import Optimizer
 from samedge.optimizers.base import Preconditioned
 from samedge.provenance import versions
@@ -81,6 +81,7 @@ def metrics_row(step: int, train_seconds: float, wall_seconds: float, optimizer:
         "sharpness": float(sharp.values[0]) if sharp is not None else values[0],
         "eig_rel_residual": float(max(eig.residuals)) / max(abs(values[0]), 1e-30),
         "eig_converged": bool(eig.converged), "wall_seconds": wall_seconds,
+        "eig_error_bound": float(max(eig.bounds)),
     }
 
 
@@ -115,20 +116,27 @@ class EdgeMonitor:
         self._measuring = 0.0
 
     def observe(self, step: int, model: nn.Module, loss_fn: LossFn, data: Data) -> dict[str, Any] | None:
-        """Call once per step at the iterate w_t, before your update; returns the row it measured, if due."""
+        """Call once per step at the iterate w_t, before your update; returns the row it measured, if due.
+
+        A bad step or data (or a model the measurement refuses) raises before the monitor, the
+        model or its buffers change: nothing is counted, timed or recorded."""
         now = time.perf_counter()
+        if isinstance(step, bool) or not isinstance(step, int) or step < self.steps:
+            raise ValueError(f"step: expected an integer >= {self.steps} (steps already observed), got {step!r}")
+        chunks = as_chunks(data)
+        row = None
+        if step % self.every == 0:
+            with frozen_state(model):  # the measurement is no training step: buffers kept
+                grads = self.optimizer.gradients(model, loss_fn, chunks).synced()
+                eig = self.tracker.measure(model, loss_fn, chunks, fresh=(grads.grad, grads.sam_grad))
+                sharp = self.sharpness.measure(self.optimizer, model, loss_fn, chunks, grads)
+            start = now if self._start is None else self._start
+            row = metrics_row(step, now - start - self._measuring, now - start, self.optimizer, grads, eig, sharp)
+            self.rows.append(row)
+            self._measuring += time.perf_counter() - now
         if self._start is None:
             self._start = now
         self.steps = step + 1
-        if step % self.every:
-            return None
-        grads = self.optimizer.gradients(model, loss_fn, data).synced()
-        eig = self.tracker.measure(model, loss_fn, data)
-        sharp = self.sharpness.measure(self.optimizer, model, loss_fn, data, grads)
-        train_seconds = now - self._start - self._measuring
-        row = metrics_row(step, train_seconds, now - self._start, self.optimizer, grads, eig, sharp)
-        self.rows.append(row)
-        self._measuring += time.perf_counter() - now
         return row
 
     def frame(self) -> pd.DataFrame:

@@ -8,11 +8,15 @@ reuses one `Chunks` every step pays no per-step checks (a finiteness check is a 
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Union
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from samedge.errors import ModelError
 
 Batch = tuple[Tensor, Tensor]
 Data = Union[Batch, Iterable[Batch]]
@@ -84,10 +88,68 @@ def check_finite(values: Tensor, name: str = "inputs") -> None:
 
 def trainable(model: nn.Module) -> list[nn.Parameter]:
     """The parameters gradients are taken for; a model without any is refused."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
+    return [p for _, p in named_trainable(model)]
+
+
+def named_trainable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
         raise ValueError("model: has no trainable parameters")
-    return params
+    return named
+
+
+def check_output(outputs: Tensor, targets: Tensor) -> None:
+    """Refuse an output a loss would silently broadcast against its targets: floating targets must
+    have the output's shape; integer targets (class indices) its shape without one class dimension."""
+    out, tgt = tuple(outputs.shape), tuple(targets.shape)
+    if targets.is_floating_point() or targets.is_complex():
+        ok = out == tgt
+    else:
+        ok = len(out) == len(tgt) + 1 and any(out[:i] + out[i + 1:] == tgt for i in range(1, len(out)))
+    if not ok:
+        raise ModelError(f"model output: shape {out} does not match targets of shape {tgt} "
+                         f"({'same shape' if targets.is_floating_point() else 'one class dimension more'} expected)")
+
+
+def chunk_loss(model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor) -> Tensor:
+    """loss_fn(model(inputs), targets) with the output's shape checked: every loss evaluation passes here."""
+    return checked_loss(loss_fn, model(inputs), targets)
+
+
+def checked_loss(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> Tensor:
+    check_output(outputs, targets)
+    return loss_fn(outputs, targets)
+
+
+def grad_used(loss: Tensor, named: Sequence[tuple[str, Tensor]], **kwargs) -> tuple[Tensor, ...]:
+    """d loss / d params; a trainable parameter the loss does not depend on is refused by name (its
+    gradient would be silently zero, or torch's RuntimeError)."""
+    grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True, **kwargs)
+    unused = [n for (n, _), g in zip(named, grads) if g is None]
+    if unused:
+        raise ModelError(f"model: trainable parameter(s) {unused} do not affect the loss; freeze them "
+                         "(requires_grad_(False)) or use them")
+    return grads
+
+
+@contextmanager
+def frozen_state(model: nn.Module) -> Iterator[None]:
+    """Evaluations of the loss that are not training steps (HVPs, SAM's perturbed gradient) leave the
+    model's buffers as they were: batch-norm layers in train() mode still normalise with the
+    batch's statistics (the training loss) but do not update their running statistics, and any
+    other buffer a forward pass changes is restored."""
+    layers = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.training and m.track_running_stats]
+    saved = [(b, b.detach().clone()) for b in model.buffers()]
+    for m in layers:
+        m.track_running_stats = False  # _BatchNorm.forward then passes no running statistics
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.track_running_stats = True
+        with torch.no_grad():
+            for b, s in saved:
+                b.copy_(s)
 
 
 def loss_and_grad(model: nn.Module, loss_fn: LossFn, data: Data) -> tuple[Tensor, list[Tensor]]:
@@ -95,12 +157,12 @@ def loss_and_grad(model: nn.Module, loss_fn: LossFn, data: Data) -> tuple[Tensor
 
     No host-device sync: the loss stays a tensor."""
     chunks = as_chunks(data)
-    params = trainable(model)
-    grads = [torch.zeros_like(p) for p in params]
-    total = torch.zeros((), dtype=params[0].dtype, device=params[0].device)
+    named = named_trainable(model)
+    grads = [torch.zeros_like(p) for _, p in named]
+    total = torch.zeros((), dtype=named[0][1].dtype, device=named[0][1].device)
     for weight, (inputs, targets) in zip(chunk_weights(chunks), chunks):
-        loss = loss_fn(model(inputs), targets) * weight
-        torch._foreach_add_(grads, torch.autograd.grad(loss, params))
+        loss = chunk_loss(model, loss_fn, inputs, targets) * weight
+        torch._foreach_add_(grads, grad_used(loss, named))
         total += loss.detach()
     return total, grads
 
@@ -114,4 +176,4 @@ def loss_value(model: nn.Module, loss_fn: LossFn, data: Data) -> Tensor:
     """Full-batch loss without gradients."""
     chunks = as_chunks(data)
     with torch.no_grad():
-        return sum(w * loss_fn(model(x), y) for w, (x, y) in zip(chunk_weights(chunks), chunks))
+        return sum(w * chunk_loss(model, loss_fn, x, y) for w, (x, y) in zip(chunk_weights(chunks), chunks))

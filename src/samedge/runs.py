@@ -34,7 +34,7 @@ from samedge.io import atomic_write, sha256_file, write_json
 # of the operator compared with it (lambda_1, or P^-1 H's for a preconditioned optimizer).
 METRIC_COLUMNS = ["step", "train_seconds", "loss", "grad_norm", "lambda_1", "lambda_2", "lambda_3",
                   "gd_edge", "sam_edge", "align_grad", "align_sam_grad", "hvp_count", "edge", "sharpness"]
-EXTRA_COLUMNS = ["eig_rel_residual", "eig_converged", "wall_seconds"]
+EXTRA_COLUMNS = ["eig_rel_residual", "eig_converged", "wall_seconds", "eig_error_bound"]
 RUN_KEYS = ("status", "reason", "steps", "wall_seconds", "total_hvps")
 DIGEST_KEY = "metrics_sha256"  # run.json's record of the metrics.csv its run wrote
 IDENTITY_KEYS = ("task", "lr", "rho", "seed", "config")  # a run.json with others is another run's

@@ -8,13 +8,15 @@ is the same computation with the loss and norm as Python floats.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from samedge.objective import Chunks, Data, LossFn, as_chunks, flat, loss_and_grad, trainable
+from samedge.errors import ConfigError
+from samedge.objective import Chunks, Data, LossFn, as_chunks, flat, frozen_state, loss_and_grad, trainable
 
 
 @dataclass(frozen=True)
@@ -42,17 +44,19 @@ class SamTensors:
 
 
 def _check_step_args(lr: float | None, rho: float) -> None:
-    if lr is not None and not lr > 0:
-        raise ValueError(f"lr: expected a positive learning rate, got {lr}")
-    if not rho >= 0:
-        raise ValueError(f"rho: expected rho >= 0, got {rho}")
+    """Before any weight changes: a non-finite lr or rho would leave non-finite weights."""
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise ConfigError(f"lr: expected a positive finite learning rate, got {lr}")
+    if not (math.isfinite(rho) and rho >= 0):
+        raise ConfigError(f"rho: expected a finite rho >= 0, got {rho}")
 
 
 def sam_gradient_tensors(model: nn.Module, loss_fn: LossFn, data: Data, rho: float) -> SamTensors:
     """Both gradients of a SAM step at the current weights; the weights end bit-exactly as they began.
 
     Costs one gradient evaluation at rho = 0 and two otherwise (also when ||g|| = 0: the ascent
-    step is then zero, decided on the device rather than by a sync).
+    step is then zero, decided on the device rather than by a sync). Only the first (at w_t) may
+    update buffers such as batch-norm running statistics, as a plain training step's would.
     """
     _check_step_args(None, rho)
     chunks = as_chunks(data)
@@ -67,7 +71,8 @@ def sam_gradient_tensors(model: nn.Module, loss_fn: LossFn, data: Data, rho: flo
         saved = [p.detach().clone() for p in params]
         torch._foreach_add_(params, torch._foreach_mul(grads, scale))
     try:
-        sam_grad = flat(loss_and_grad(model, loss_fn, chunks)[1])
+        with frozen_state(model):  # the ascent point's forward pass is no training step: buffers kept
+            sam_grad = flat(loss_and_grad(model, loss_fn, chunks)[1])
     finally:
         with torch.no_grad():  # restore by copy, not by subtraction: bit-exact
             torch._foreach_copy_(params, saved)

@@ -1,10 +1,11 @@
 """Top-k Hessian eigenpairs along a training run, each measurement warm-started from the last."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from samedge.eigensolver import EigResult, top_eigenpairs
 from samedge.hvp import METHODS, HVPOperator
@@ -15,7 +16,14 @@ class EigenTracker:
     """measure(model, loss_fn, data) -> EigResult of the full-batch Hessian's top-k eigenpairs.
 
     The first measurement starts cold (seeded noise); each later one starts from the previous
-    measurement's Ritz basis (cold again if the parameter count changed). The state (settings,
+    measurement's Ritz basis (cold again if the parameter count changed) plus fresh directions:
+    `fresh` (the training loop passes the gradient and the SAM gradient, which at the edge of
+    stability align with the top eigenvector) and a seeded random probe, summed into one vector. No
+    warm solve stops on the previous basis alone: it stops only when the top-k residuals are below tol * |lambda_1|
+    and each next Ritz pair up to k + guard, the probe's among them, is converged or has a
+    residual below 1/10 of its distance to lambda_k, so a new top eigenvalue whose eigenvector
+    overlaps the fresh directions (see eigensolver's docstring for the exact bound) is found, not
+    missed. The state (settings,
     basis, counters) round-trips through state_dict()/load_state_dict(), so a resumed run
     repeats the same HVP counts and results.
     """
@@ -31,15 +39,21 @@ class EigenTracker:
         self.measurements = 0
         self.total_hvps = 0
 
-    def measure(self, model: nn.Module, loss_fn: LossFn, data: Data,
+    def measure(self, model: nn.Module, loss_fn: LossFn, data: Data, fresh: Sequence[Tensor] = (),
                 transform: Callable[[HVPOperator], Any] | None = None) -> EigResult:
-        """transform(H), if given, is the operator measured instead of H (a preconditioned one)."""
+        """fresh: flat directions of the measured operator's space added to the start (e.g. the gradient
+        and SAM gradient); transform(H), if given, is the operator measured instead of H (a
+        preconditioned one)."""
         op = HVPOperator(model, loss_fn, data, method=self.method)
         op = op if transform is None else transform(op)
         init = self.basis if self.basis is not None and self.basis.shape[0] == op.dim else None
+        for i, d in enumerate(fresh):
+            if d.shape != (op.dim,):
+                raise ValueError(f"fresh[{i}]: expected a flat vector of {op.dim} values, got shape {tuple(d.shape)}")
+        directions = torch.stack([d.detach().to(op.device, op.dtype) for d in fresh], dim=1) if fresh else None
         # A new seed per measurement: noise columns differ between measurements but not between reruns.
         result = top_eigenpairs(op, self.k, self.tol, self.max_iters, init=init,
-                                seed=self.seed + self.measurements, guard=self.guard)
+                                seed=self.seed + self.measurements, guard=self.guard, fresh=directions)
         self.basis = result.basis.detach().clone()
         self.measurements += 1
         self.total_hvps += result.hvps

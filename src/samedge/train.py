@@ -239,7 +239,7 @@ class Trainer:
         return self.state.train_seconds >= self.state.next_measure_s
 
     def _measure(self, batch: Any, grads: SamGradient) -> dict[str, Any]:
-        eig = self.tracker.measure(self.model, self.loss_fn, batch)
+        eig = self.tracker.measure(self.model, self.loss_fn, batch, fresh=(grads.grad, grads.sam_grad))
         sharp = self.sharpness.measure(self.optimizer, self.model, self.loss_fn, batch, grads)
         row = metrics_row(self.state.step, self.state.train_seconds, self.state.wall_seconds,
                           self.optimizer, grads, eig, sharp)
