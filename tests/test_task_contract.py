@@ -31,7 +31,7 @@ BREAKS = {
                            "return [*layers, nn.Linear(sizes[-1], OUT)]",
                            "task mine: build_model returned list; expected a torch.nn.Module"),
     "output shape": ("nn.Linear(sizes[-1], OUT))", "nn.Linear(sizes[-1], 1))",
-                     "task mine: the model's outputs have shape (256, 1) but the targets (256, 4)"),
+                     "task mine: model output: shape (256, 1) does not match targets of shape (256, 4)"),
     "model fails": ("nn.Linear(sizes[-1], OUT))", "nn.Linear(sizes[-1] + 1, OUT))",
                     "task mine: model(inputs) failed on the first batch: RuntimeError: mat1 and mat2 shapes"),
 }

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from samedge.objective import as_chunks, loss_and_grad
+from samedge.errors import ModelError
+from samedge.objective import as_chunks, check_output, loss_and_grad
 from samedge.tasks import Task, TaskError
 
 
@@ -59,14 +60,11 @@ def _first_chunk(task: Task, data: Any) -> tuple[Tensor, Tensor]:
 
 
 def _check_shapes(task: Task, outputs: Tensor, targets: Tensor) -> None:
-    """Outputs of the targets' shape, or of that shape plus a class axis for integer class targets:
-    any other pairing would broadcast in the loss into a wrong mean instead of failing."""
-    same = outputs.shape == targets.shape
-    classes = not targets.is_floating_point() and outputs.shape[:-1] == targets.shape
-    if not (same or classes):
-        raise TaskError(f"task {task.name}: the model's outputs have shape {tuple(outputs.shape)} but the targets "
-                        f"{tuple(targets.shape)}; expected the same shape (or one more axis of classes for "
-                        "integer targets)")
+    """The loss path's own check (samedge.objective.check_output), named as the task's."""
+    try:
+        check_output(outputs, targets)
+    except ModelError as exc:
+        raise TaskError(f"task {task.name}: {exc}") from exc
 
 
 def _check_loss_signature(task: Task) -> None:
