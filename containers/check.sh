@@ -27,9 +27,10 @@ build=$("$repo/containers/build.sh" --stand-in) || { say "the image did not buil
 read -r engine image <<< "$(tail -n 1 <<< "$build")"
 say "image $image built by $engine in $(elapsed "$start") (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 
-# Entry point and self-test, as a user calls them.
-"$engine" run --rm "$image" samedge-self-test >&2 || { say "the image's self-test failed"; exit 1; }
-"$engine" run --rm "$image" train --help > /dev/null || { say "\`$engine run $image train --help\` failed"; exit 1; }
+# Entry point and self-test, as a user calls them; host networking, as Apptainer and the shim run
+# jobs (a bridge network would also need iptables, which a bare PATH without sbin does not find).
+"$engine" run --rm --network host "$image" samedge-self-test >&2 || { say "the image's self-test failed"; exit 1; }
+"$engine" run --rm --network host "$image" train --help > /dev/null || { say "\`$engine run $image train --help\` failed"; exit 1; }
 
 workspace() {  # a fresh copy of the repository's files (tracked, and untracked but not ignored)
   mkdir -p "$1"
@@ -65,7 +66,7 @@ PY
 leak=(PYTHONPATH="$ws/.host-python" VIRTUAL_ENV="$ws/.host-python/venv")
 # The probe bites where nothing drops the setting (the entry point bypassed) ...
 bitten=0
-"$engine" run --rm --entrypoint python3 -v "$ws:$ws" -e APPTAINER_CONTAINER=1 -e "${leak[0]}" \
+"$engine" run --rm --network host --entrypoint python3 -v "$ws:$ws" -e APPTAINER_CONTAINER=1 -e "${leak[0]}" \
   "$image" -c pass 2> /dev/null || bitten=$?
 [ "$bitten" -eq 97 ] || { say "the PYTHONPATH probe did not stop Python in the image (exit $bitten)"; exit 1; }
 # ... and the image drops it, and VIRTUAL_ENV, for a job as Snakemake starts it.
