@@ -3,9 +3,10 @@ the container's): every file under results/ and data/ must exist in both and hol
 timing aside. Prints one line per difference and exits 1 on any.
 
 - Tables (.csv): the same columns and rows, every value equal (NaN equals NaN), except the timing
-  columns (*_seconds): how long something took depends on the machine, not on what it computed.
-- Records (.json): every value equal, except timing (*_seconds) and `versions`, the record of the
-  software that ran (the image's Python is not the host's, by design).
+  columns (*_seconds): how long something took depends on the machine, not on what it computed;
+  and the digests of files that hold such times (*_sha256: a run's metrics.csv, its rows).
+- Records (.json): every value equal, except timing (*_seconds), those digests (*_sha256) and
+  `versions`, the record of the software that ran (the image's Python is not the host's, by design).
 - Figures and the report (.png, .pdf, .svg, .html) draw training time or embed the date, and
   Snakemake's benchmark tables (results/<profile>/benchmarks/) hold only each job's time and memory:
   present in both; the figures' numbers are the tables'.
@@ -31,7 +32,8 @@ SET_ASIDE_KEYS = {"versions"}
 
 
 def is_timing(name: str) -> bool:
-    return name.endswith("_seconds")
+    """A time, or the digest of a file that holds times (each run's metrics.csv has train_seconds)."""
+    return name.endswith(("_seconds", "_sha256"))
 
 
 def result_files(workspace: Path) -> set[str]:
