@@ -41,8 +41,10 @@ from tests.synthetic import write_run
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-RUN = "results/runs/mnist/lr0.3_rho0.1"  # a finished (synthetic) run of the smoke grid
-GD = "results/runs/mnist/lr0.3_rho0"
+RESULTS = "results/smoke"  # the smoke profile's folder (samedge.layout)
+RUNS = f"{RESULTS}/runs"
+RUN = f"{RUNS}/mnist/lr0.3_rho0.1"  # a finished (synthetic) run of the smoke grid
+GD = f"{RUNS}/mnist/lr0.3_rho0"
 TRAIN = ["train", "--task", "mnist", "--lr", "0.3", "--rho", "0.1", "--profile", "smoke", "--device", "cpu",
          "--threads", "1", "--out", "scratch/run"]
 SHORT = ["--set", "train.max_steps=30", "--set", "train.checkpoint_every_steps=10",
@@ -176,8 +178,8 @@ EDITS = {
 }
 NOT_WRITTEN = f"{RUN}/metrics.csv: not the file its run wrote"
 MANIFEST = "data/prepared/mnist/manifest.json: no"
-AGGREGATE = ["aggregate", "--runs-dir", "results/runs", "--out-dir", "scratch/tables"]
-FIGURE = ["figure", "2", "--results", "results", "--out"]
+AGGREGATE = ["aggregate", "--runs-dir", RUNS, "--out-dir", "scratch/tables"]
+FIGURE = ["figure", "2", "--results", RESULTS, "--out"]
 
 
 def cli_cases() -> list[Case]:
@@ -186,8 +188,8 @@ def cli_cases() -> list[Case]:
         Case("fetch keeps user files and Snakemake's markers", ["fetch", "mnist", "--data-dir", "data"], "", both(
             write("data/raw/mnist/notes.txt", "the user's"), write("data/prepared/mnist/notes.txt", "the user's"),
             write("data/prepared/mnist/.snakemake_timestamp", "")), exit=0),
-        Case("aggregate --out-dir a run's folder", ["aggregate", "--out-dir", RUN], f"--out-dir {RUN}: holds run results"),
-        Case("aggregate --out-dir the runs folder", ["aggregate", "--out-dir", "results/runs"], "holds run results"),
+        Case("aggregate --out-dir a run's folder", [*AGGREGATE[:3], "--out-dir", RUN], f"--out-dir {RUN}: holds run results"),
+        Case("aggregate --out-dir the runs folder", [*AGGREGATE[:3], "--out-dir", RUNS], "holds run results"),
         Case("figure --out a run's folder", [*FIGURE, RUN], f"--out {RUN}: holds run results"),
         Case("train --out another grid point's run", [*TRAIN[:-1], GD], f"--out {GD}: holds the results of another run"),
         Case("train --out a run of another seed", [*TRAIN[:-1], RUN, "--seed", "3"], "holds the results of another run"),
@@ -209,13 +211,13 @@ def cli_cases() -> list[Case]:
         Case('run.json: "lr": "abc"', AGGREGATE, f"{RUN}/run.json: lr is 'abc'", edit_json(f"{RUN}/run.json", lambda r: r | {"lr": "abc"})),
         Case("run.json: no metrics digest", AGGREGATE, f"{RUN}/run.json: no metrics_sha256",
              edit_json(f"{RUN}/run.json", lambda r: {k: v for k, v in r.items() if k != "metrics_sha256"})),
-        Case("results/metrics.csv edited after aggregation", [*FIGURE, "scratch/figures"],
-             "results/metrics.csv: the rows of run mnist/lr0.3_rho0.1",
-             lambda ws: (ws / "results/metrics.csv").write_text(
-                 (ws / "results/metrics.csv").read_text().replace(",0.3,0.1,", ",0.3,0.2,", 1))),
+        Case("results/<profile>/metrics.csv edited after aggregation", [*FIGURE, "scratch/figures"],
+             f"{RESULTS}/metrics.csv: the rows of run mnist/lr0.3_rho0.1",
+             lambda ws: (ws / RESULTS / "metrics.csv").write_text(
+                 (ws / RESULTS / "metrics.csv").read_text().replace(",0.3,0.1,", ",0.3,0.2,", 1))),
         # Output folders that are files
-        Case("aggregate --out-dir a file", ["aggregate", "--out-dir", "params.yaml"], "params.yaml is a file"),
-        Case("aggregate --out-dir under a file", ["aggregate", "--out-dir", "params.yaml/sub"], "params.yaml is a file"),
+        Case("aggregate --out-dir a file", [*AGGREGATE[:3], "--out-dir", "params.yaml"], "params.yaml is a file"),
+        Case("aggregate --out-dir under a file", [*AGGREGATE[:3], "--out-dir", "params.yaml/sub"], "params.yaml is a file"),
         Case("figure --out under a file", [*FIGURE, "params.yaml/sub"], "params.yaml is a file"),
         # Values
         Case("--seed 2^63 (MNIST)", [*TRAIN, "--seed", str(2**63)], "seed"),
@@ -226,7 +228,7 @@ def cli_cases() -> list[Case]:
         Case("no step and no time budget", [*TRAIN, "--set", "train.max_steps=null", "--set", "train.time_budget_s=null"],
              "set max_steps or time_budget_s"),
         Case("no measurement cadence", [*TRAIN, "--set", "train.measure_every_steps=null"], "set measure_every_steps"),
-        Case("argparse: a missing option", ["train", "--task", "mnist"], "required: --lr, --rho, --out"),
+        Case("argparse: a missing option", ["train", "--task", "mnist"], "required: --lr, --out"),
         # Data
         Case("manifest.json: null", TRAIN, MANIFEST, write("data/prepared/mnist/manifest.json", "null")),
         Case("manifest.json: no outputs", TRAIN, MANIFEST,
@@ -335,8 +337,8 @@ def build_workspace(root: Path, data: Path) -> Path:
         (ws / name).symlink_to(REPO / name) if name == "src" else _copy(REPO / name, ws / name)
     shutil.copytree(data, ws / "data", symlinks=True, copy_function=_link_or_copy)
     for task, lr, rho in (("mnist", 0.3, 0.1), ("mnist", 0.3, 0.0)):
-        write_run(ws / "results/runs", task, lr, rho)
-    aggregate(ws / "results/runs", ws / "results")
+        write_run(ws / RUNS, task, lr, rho)
+    aggregate(ws / RUNS, ws / RESULTS)
     return ws
 
 
