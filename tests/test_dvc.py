@@ -342,7 +342,7 @@ def test_changing_one_grid_value_reruns_only_what_it_touches(recorded):
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert stale(ws, env) == {CODE_STAGE, "train", "aggregate"}
 
-    data_and_runs = [out for out in recorded["outs"] if out.startswith(("data/", str(SMOKE_DIRS.runs)))]
+    data_and_runs = [out for out in recorded["outs"] if out.startswith("data/") or out == str(SMOKE_DIRS.runs)]
     before = files_under(ws, data_and_runs)
     repro = run([DVC, "repro", "aggregate"], ws, env, timeout=600)
     log = repro.stdout + repro.stderr
@@ -354,6 +354,6 @@ def test_changing_one_grid_value_reruns_only_what_it_touches(recorded):
     assert aggregate.startswith("aggregate ")
     after = files_under(ws, data_and_runs)
     assert set(after) - set(before) == {f"{new_run}/metrics.csv", f"{new_run}/run.json"}
-    assert all(after[path] == digest for path, digest in before.items())
+    assert [path for path, digest in before.items() if after[path] != digest] == []  # the files that changed
     assert f"{SMOKE_DIRS.runs}/mnist/{run_name(lr, old_rho)}/run.json" in after  # outside the grid now
     assert stale(ws, env) == {CODE_STAGE, "figures", "report"}
