@@ -101,7 +101,7 @@ def use_source(monkeypatch, task: str, **changes) -> None:
     """Give a registered task another Source for this test (the registry caches loaded tasks)."""
     old = get_task(task)
     data = dataclasses.replace(old.data, source=dataclasses.replace(old.data.source, **changes))
-    monkeypatch.setitem(tasks._loaded, task, dataclasses.replace(old, data=data))
+    monkeypatch.setitem(tasks.REGISTRY.loaded, task, dataclasses.replace(old, data=data))
 
 
 def test_mnist_downloads_through_torchvision_with_mirror_fallback(server, network, monkeypatch, tmp_path):

@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -30,7 +29,7 @@ import jsonschema
 
 from samedge.errors import ConfigError
 from samedge.optimizers.base import Optimizer, SettingsBlock
-from samedge.registry import import_spec, resolve_spec
+from samedge.registry import Registry
 
 BUILTIN: dict[str, str] = {
     "sam": "samedge.optimizers.sam",
@@ -46,40 +45,22 @@ class OptimizerError(ConfigError):
     """An unknown optimizer, bad settings, or an optimizer module that defines no valid OPTIMIZER."""
 
 
-_user_modules: dict[str, str] = {}
-_loaded: dict[str, type[Optimizer]] = {}
-
-
 def register_user_optimizers(params: dict, base_dir: str | os.PathLike = ".") -> None:
     """Record the `optimizers:` of a params file (module paths relative to base_dir); loaded on first use."""
-    for name, entry in (params.get("optimizers") or {}).items():
-        if name in BUILTIN:
-            raise OptimizerError(f"optimizers.{name}: a built-in optimizer has this name; choose another")
-        spec = resolve_spec(entry["module"], base_dir)
-        if _user_modules.get(name, spec) != spec:
-            _loaded.pop(name, None)
-        _user_modules[name] = spec
+    REGISTRY.register(params, base_dir)
 
 
 def optimizer_names() -> list[str]:
-    return [*BUILTIN, *_user_modules]
+    return REGISTRY.names()
 
 
 def get_optimizer(name: str) -> type[Optimizer]:
-    if name not in _loaded:
-        spec = BUILTIN.get(name) or _user_modules.get(name)
-        if spec is None:
-            raise OptimizerError(f"unknown optimizer {name!r}; expected one of {optimizer_names()} "
-                                 "(one of your own is named in params.yaml under `optimizers:`)")
-        _loaded[name] = _optimizer_of(_import(spec), name, spec)
-    return _loaded[name]
+    return REGISTRY.get(name)
 
 
 def module_file(name: str) -> Path:
     """The file that defines optimizer `name` (the workflow reruns its runs when it changes)."""
-    get_optimizer(name)
-    spec = BUILTIN.get(name) or _user_modules[name]
-    return Path(spec) if spec.endswith(".py") else Path(sys.modules[spec].__file__)
+    return REGISTRY.module_file(name)
 
 
 def complete(block: SettingsBlock | None, where: str = "optimizer") -> SettingsBlock:
@@ -158,10 +139,6 @@ def _fmt(value: Any) -> str:
     return f"{float(value):.12g}" if isinstance(value, float) else str(value)
 
 
-def _import(spec: str) -> ModuleType:
-    return import_spec(spec, BUILTIN.values(), "samedge_user_optimizer_", OptimizerError, "optimizer")
-
-
 def _optimizer_of(module: ModuleType, name: str, spec: str) -> type[Optimizer]:
     cls = getattr(module, "OPTIMIZER", None)
     if not (isinstance(cls, type) and issubclass(cls, Optimizer)):
@@ -178,3 +155,6 @@ def _optimizer_of(module: ModuleType, name: str, spec: str) -> type[Optimizer]:
 
 __all__ = ["BUILTIN", "DEFAULT", "Optimizer", "OptimizerError", "build", "complete", "from_torch", "get_optimizer",
            "label", "module_file", "optimizer_names", "parse_label", "register_user_optimizers"]
+
+
+REGISTRY = Registry("optimizer", "optimizers", BUILTIN, OptimizerError, _optimizer_of)

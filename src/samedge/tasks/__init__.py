@@ -14,7 +14,6 @@ figures ask the registry.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from types import ModuleType
 from typing import Any
 
 from samedge.errors import ConfigError
-from samedge.registry import import_spec, resolve_spec
+from samedge.registry import Registry
 
 BUILTIN: dict[str, str] = {
     "mnist": "samedge.tasks.mnist",
@@ -84,45 +83,23 @@ class Task:
         return "SGD" if self.minibatch else "GD"
 
 
-_user_modules: dict[str, str] = {}   # task name -> module spec, from params.yaml `tasks:`
-_loaded: dict[str, Task] = {}
-
-
 def register_user_tasks(params: dict, base_dir: str | os.PathLike = ".") -> None:
     """Record the `tasks:` of a params file (module paths relative to base_dir); loaded on first use."""
-    for name, entry in (params.get("tasks") or {}).items():
-        if name in BUILTIN:
-            raise TaskError(f"tasks.{name}: a built-in task has this name; choose another")
-        spec = resolve_spec(entry["module"], base_dir)
-        if _user_modules.get(name, spec) != spec:
-            _loaded.pop(name, None)
-        _user_modules[name] = spec
+    REGISTRY.register(params, base_dir)
 
 
 def task_names() -> list[str]:
     """Every registered task: the built-in ones, then the user's in params order."""
-    return [*BUILTIN, *_user_modules]
+    return REGISTRY.names()
 
 
 def get_task(name: str) -> Task:
-    if name not in _loaded:
-        spec = BUILTIN.get(name) or _user_modules.get(name)
-        if spec is None:
-            raise TaskError(f"unknown task {name!r}; expected one of {task_names()} "
-                            "(a task of your own is named in params.yaml under `tasks:`)")
-        _loaded[name] = _task_of(_import(spec), name, spec)
-    return _loaded[name]
+    return REGISTRY.get(name)
 
 
 def module_file(name: str) -> Path:
     """The file that defines task `name` (the workflow reruns its jobs when it changes)."""
-    get_task(name)
-    spec = BUILTIN.get(name) or _user_modules[name]
-    return Path(spec) if spec.endswith(".py") else Path(sys.modules[spec].__file__)
-
-
-def _import(spec: str) -> ModuleType:
-    return import_spec(spec, BUILTIN.values(), "samedge_user_task_", TaskError, "task")
+    return REGISTRY.module_file(name)
 
 
 def _task_of(module: ModuleType, name: str, spec: str) -> Task:
@@ -132,3 +109,6 @@ def _task_of(module: ModuleType, name: str, spec: str) -> Task:
     if task.name != name:
         raise TaskError(f"task module {spec}: its TASK is named {task.name!r}, params.yaml calls it {name!r}")
     return task
+
+
+REGISTRY = Registry("task", "tasks", BUILTIN, TaskError, _task_of)
