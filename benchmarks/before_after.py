@@ -32,6 +32,7 @@ from common import REPO, Section, fmt, md_table, timed
 from samedge.batches import batch_source
 from samedge.hvp import HVPOperator
 from samedge.models import mse_loss
+from samedge.optimizers import build
 from samedge.sam import sam_gradient
 from samedge.train import RunSpec, Trainer
 
@@ -81,7 +82,8 @@ def run_trajectory(before: ModuleType, cfg: dict, lr: float, rho: float, data_di
 
     with tempfile.TemporaryDirectory() as tmp:
         spec = RunSpec("mnist", lr, rho, "quick", cfg, Path(tmp) / "run", Path(tmp) / "checkpoint",
-                       torch.device("cpu"), batch_source("mnist", cfg, data_dir, torch.device("cpu")))
+                       torch.device("cpu"), batch_source("mnist", cfg, data_dir, torch.device("cpu")),
+                       build(cfg["optimizer"], lr, rho))
         trainer = Trainer(spec, on_measure=on_measure)
         timer = trajectory._TimedTracker(trainer.tracker)
         trainer.tracker.measure = timer
