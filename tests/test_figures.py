@@ -14,7 +14,7 @@ from samedge.aggregate import aggregate
 from samedge.cli import figure as figure_cli
 from samedge.config import ConfigError
 from samedge.errors import RunDirError
-from samedge.figure_specs import FIGURES, figure_files, grid_figure_files, run_figure_files
+from samedge.figure_specs import FIGURES, figure_files, grid_figure_files, paper_figures, run_figure_files
 from samedge.runs import RunKey
 from samedge.tasks import get_task
 from tests.synthetic import DIVERGED, EMPTY, GRID, metrics_frame, write_grid, write_run
@@ -57,6 +57,8 @@ def test_figure_table():
     assert run_figure_files(RunKey("mnist", 0.3, 0.1, 2), "out")[0] == Path("out/runs/mnist_lr0.3_rho0.1_seed2.pdf")
     for n in (3, 4, 6, 8, 13, 14, 16):
         assert f"ρ = {get_task(FIGURES[n].task).paper.rho}" in FIGURES[n].title
+    assert paper_figures(["mnist", "cifar10", "shakespeare"]) == list(range(1, 17))
+    assert paper_figures(["cifar10", "teacher"]) == [1, 7, 8, 9, 10, 11] and paper_figures(["teacher"]) == [1]
 
 
 def test_every_figure_has_a_caption():

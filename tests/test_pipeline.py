@@ -59,10 +59,21 @@ def test_one_training_job_per_grid_point(fresh_copy, env, profile):
     [draw] = [job for job in jobs if job["rule"] == "draw_figures"]  # every figure in one job
     figures_dir = Layout(profile).figures
     assert sorted(draw["output"].split(", ")) == sorted(
-        [*(str(path) for number in FIGURES for path in figure_files(number, figures_dir)),
+        [*(str(path) for number in FIGURES for path in figure_files(number, figures_dir)),  # all three tasks
          *map(str, headline_files(figures_dir)),
          *(f"{figures_dir}/summary/{name}.html" for name in ("landing", "edge_agreement", "runs")),
          f"{figures_dir}/runs", f"{figures_dir}/tasks"])
+
+
+def test_a_profile_draws_only_the_paper_figures_its_tasks_fill(fresh_copy, env):
+    """`example` trains the teacher-student task only: of the paper's figures it draws figure 1
+    (analytic), none of the per-task ones, which would be empty panels; `open-questions` (MNIST and
+    the teacher) draws figure 1 and MNIST's five."""
+    for profile, numbers in (("example", [1]), ("open-questions", [1, 2, 3, 4, 5, 6])):
+        jobs = dry_run_jobs(fresh_copy, env, "--config", f"profile={profile}")
+        [draw] = [job for job in jobs if job["rule"] == "draw_figures"]
+        drawn = {path for path in draw["output"].split(", ") if Path(path).name.startswith("fig")}
+        assert drawn == {str(path) for n in numbers for path in figure_files(n, Layout(profile).figures)}
 
 
 def test_cuda_switch_claims_a_gpu_per_training_job(fresh_copy, env):

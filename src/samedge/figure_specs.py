@@ -7,6 +7,7 @@ results/figures/runs/{task}_{run}.pdf/.png, per task results/figures/tasks/{task
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -44,6 +45,13 @@ def _task_figures(name: str) -> list[FigureSpec]:
 FIGURES: dict[int, FigureSpec] = dict(enumerate(
     [FigureSpec("edge_ratio", None, "edge_ratio", "SAM edge / (2/η) against α = η‖g‖/(2ρ)"),
      *(spec for name in BUILTIN if get_task(name).paper for spec in _task_figures(name))], start=1))
+
+
+def paper_figures(tasks: Iterable[str]) -> list[int]:
+    """The paper figures that runs of these tasks can fill: the analytic one and the tasks' own (a
+    profile without a paper task draws no empty panels)."""
+    tasks = set(tasks)
+    return [number for number, spec in FIGURES.items() if spec.task is None or spec.task in tasks]
 
 
 def figure_stem(number: int) -> str:

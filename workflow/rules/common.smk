@@ -8,7 +8,7 @@ from samedge.config import check_pipeline, fmt_value, profile_config
 from samedge.errors import exit_on_error
 from samedge.layout import Layout
 from samedge.runs import check_existing_runs, profile_runs
-from samedge.figure_specs import FIGURES, figure_files, headline_files, summary_dir
+from samedge.figure_specs import FIGURES, figure_files, headline_files, paper_figures, summary_dir
 from samedge.optimizers import BUILTIN as OPTIMIZERS_BUILTIN
 from samedge.optimizers import module_file as optimizer_module_file
 from samedge.optimizers import parse_label
@@ -116,10 +116,11 @@ def run_settings(wildcards):
 
 
 def paper_figure_outputs():
-    """Every paper figure's PDF and PNG (one job draws them all); each PNG keeps its caption and
-    place in the report."""
+    """The PDF and PNG of every paper figure the profile's tasks fill (one job draws them all); each
+    PNG keeps its caption and place in the report."""
     outputs = {}
-    for number, spec in FIGURES.items():
+    for number in paper_figures(TASKS):
+        spec = FIGURES[number]
         pdf, png = figure_files(number, LAYOUT.figures)
         outputs[f"pdf{number:02d}"] = str(pdf)
         outputs[f"png{number:02d}"] = report(

@@ -35,7 +35,7 @@ Item = tuple[str, object]
 
 def items(target: int | str, args: argparse.Namespace, results: Any) -> list[Item]:
     from samedge import figures
-    from samedge.figure_specs import FIGURES
+    from samedge.figure_specs import paper_figures
     from samedge.runs import RunKey
 
     if target == "run":
@@ -48,7 +48,7 @@ def items(target: int | str, args: argparse.Namespace, results: Any) -> list[Ite
         return [("summary", args.results)]
     if target == "optimizers":
         return [("optimizers", args.results)]
-    return [("paper", number) for number in (FIGURES if target == "all" else [target])]
+    return [("paper", number) for number in (paper_figures(results.tasks()) if target == "all" else [target])]
 
 
 _results: Any = None  # the loaded tables, set before the workers fork (inherited, not pickled)
@@ -160,7 +160,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "figure", help="draw a paper figure (1-16), all of them, or the per-run figure sets",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("target", metavar="NUMBER|all|run|runs|grids|optimizers|summary", nargs="+",
-                        help="one or more of: a figure number as in the paper; 'all'; 'run' (one run's set, with "
+                        help="one or more of: a figure number as in the paper; 'all' (every paper figure the "
+                             "results' tasks fill: figure 1 and those tasks' own); 'run' (one run's set, with "
                              "--task/--lr/--rho[/--seed]); 'runs' (the set of every run that did not diverge); "
                              "'grids' (a grid figure per task in the results, under OUT/tasks/); 'optimizers' "
                              "(per optimizer, its sharpness against its edge; per task, every optimizer side by "
