@@ -1,12 +1,14 @@
 """Top-k (largest algebraic) eigenpairs of a symmetric operator from matrix-vector products.
 
 The method is a thick-restarted block Davidson iteration without preconditioner, i.e. block
-Lanczos with full reorthogonalisation: the search space starts from `init` (the previous
-measurement's vectors, for warm starts) and a probe: the sum of the caller's unit `fresh`
-directions (the tracker passes the gradient and the SAM gradient, which at the edge of stability
-align with the top eigenvector) and a seeded unit random vector. Each iteration adds the residuals
-of the Ritz pairs that fail the stopping test, so one iteration costs one batched pass of the
-operator over as many vectors.
+Lanczos with full reorthogonalisation. A cold start is the caller's `fresh` directions (the
+tracker passes the gradient and the SAM gradient, which at the edge of stability align with the
+top eigenvector) and seeded noise. A warm start is `init` (the previous measurement's k + guard
+vectors) and one probe: the fresh directions' parts outside the warm span (a gradient on a new
+minibatch can carry an eigenvector the previous basis never saw) and a seeded random vector, each
+scaled to unit length and summed; the stopping test watches it. Each iteration adds the
+residuals that fail the stopping test, so one iteration costs one batched pass of the operator
+over as many vectors.
 
 Exact in float32: the basis is stored as contiguous rows, and every inner product over
 parameter-length vectors (projections, the Gram matrices of new blocks, V^T A V, the final
@@ -14,28 +16,39 @@ Rayleigh quotients) is accumulated in float64, so the basis is orthonormal to fl
 and the returned values are the Rayleigh quotients of the returned vectors, free of the 1e-4
 errors that float32 sums over millions of terms leave.
 
-Stopping test (what `converged` means): with Ritz pairs (theta_j, x_j) of the whole search space,
-descending, and residuals s_j = ||H x_j - theta_j x_j||,
+Stopping test (what `converged` means): with Ritz pairs (theta_j, x_j) of the whole search
+space, descending, and residuals s_j = ||H x_j - theta_j x_j||,
   - the top k pairs have s_j <= tol * |theta_1|, and
-  - each of the next pairs up to k + guard (those a warm start carries on) has s_j <= tol *
-    |theta_1| or s_j <= PROBE * (theta_k - theta_j); a pair within a residual of theta_k must
-    therefore converge. They are tested once the top k have converged, and the highest failing
-    one is expanded per pass.
-For any eigenvector q of H with eigenvalue mu >= theta_k, |q . x_j| <= s_j / (mu - theta_j), so
-the second condition bounds by PROBE the overlap of every eigenvector above theta_k that the
-returned vectors miss with each of those Ritz vectors. The first pass holds the probe among
-them, so a new top eigenvalue whose eigenvector overlaps the probe (the gradient, the SAM
-gradient, or the random part) by more than PROBE times its share cannot be returned as
-converged: the probe's Ritz pair fails the test and is expanded, and the Krylov space grows
-towards it (Lanczos from a random vector reaches it with high probability in a few passes; no
-finite method can find an eigenvector orthogonal to everything it multiplied).
+  - (warm starts) the probe test: write the probe's part off the top k Ritz vectors as
+    p_perp = sum_{j > k} w_j x_j; for every eigenvector q of H whose eigenvalue mu is at least
+    a = theta_k + tol |theta_1|, |q . p_perp| <= PROBE ||p_perp||.
+The probe is tested on the first pass's space, where its residual joins the top k's (one more
+product), and again once the top k have converged; while it fails, the residual of the run of
+Ritz pairs that contributes most to the bound is added, one product per pass, and the Krylov
+space grows towards whatever the probe sees above a.
+The bound behind the test (_probe_bound): split the pairs below the k-th into runs of consecutive
+Ritz values; for a run u = sum w_j x_j with Rayleigh quotient rho and residual r (both from the
+Gram matrices, no operator products), q . (H - sigma) u = (mu - sigma) q . u gives
+|q . u| <= ||u|| r / sqrt((a - rho)^2 + r^2) for every mu >= a; the runs' bounds add up, and the
+partition with the smallest sum is found by dynamic programming (single pairs give the classical
+s_j / (mu - theta_j); the whole bulk as one run is tight when its Ritz values are far below a).
+Guarantee: an eigenvalue that rose above the returned ones by more than the tolerance while its
+eigenvector lay outside the warm span (a catapult, or a new minibatch's direction) is never
+returned as converged unless its eigenvector overlaps the probe's part off the returned vectors
+by at most PROBE ||p_perp||. In n dimensions a random vector overlaps a given eigenvector by
+about 1 / sqrt(n), so the gradients in the probe carry the guarantee for large models, and no
+finite method finds an eigenvector orthogonal to everything it multiplied. The probe is kept
+through thick restarts. A spectrum whose bulk reaches close to theta_k (a Transformer's minibatch
+Hessian) can keep the test from passing in a bounded space: after PROBE_PASSES passes spent on
+it alone the solve stops and says not converged, with the values still within their bounds.
 
 Error bounds: each returned eigenvalue lies within its `bounds` entry of an eigenvalue of H:
 min(s_i, s_i^2 / delta_i) (the residual bound, and Kato-Temple's with delta_i the certified
 distance from theta_i to the intervals theta_j +- s_j of its neighbours).
-`resolved` is True only when the (k+1)-th pair passed the stopping test (converged, or its
-residual below PROBE times its distance to theta_k: it overlaps the eigenvectors above theta_k by
-at most PROBE) and the gap to the interval theta_{k+1} +- s_{k+1}, which holds an eigenvalue,
+`resolved` is True only when the (k+1)-th pair is converged (its residual at most tol |theta_1|, or
+GAP times its distance to theta_k: it overlaps the eigenvectors above theta_k by at most GAP; no
+pass is spent on it, so inside a tight cluster the result says unresolved rather than pay for the
+certificate) and the gap to the interval theta_{k+1} +- s_{k+1}, which holds an eigenvalue,
 theta_k - (theta_{k+1} + s_{k+1}) (theta_k <= lambda_k by interlacing), exceeds the residual norm
 ||H V - V diag(values)||_F, so that the returned vectors span the top-k eigenspace to within that
 ratio (Davis-Kahan). A bare Ritz value theta_{k+1}, only a lower bound on lambda_{k+1}, is never used.
@@ -52,9 +65,13 @@ from scipy.sparse.linalg import LinearOperator
 from torch import Tensor
 
 CHUNK = 1 << 15  # elements per row and chunk of a float64 inner product: the float64 copies stay in cache
-# A Ritz pair below the k-th passes the stopping test when its residual is at most this fraction of
-# its distance to theta_k: eigenvectors above theta_k then overlap it by at most this much.
+# The probe test's bound on the overlap of a missed eigenvector with the probe (module docstring).
 PROBE = 0.1
+# The (k+1)-th pair's residual allowance as a fraction of its distance to theta_k (`resolved`).
+GAP = 0.1
+# One-product passes spent on the probe test once the top k converged: a spectrum whose bulk reaches
+# close to theta_k can keep the test from passing in a bounded space; the result then says not converged.
+PROBE_PASSES = 10
 
 
 class Operator(Protocol):
@@ -131,7 +148,7 @@ class _Space:
         self.V: list[Tensor] = []
         self.AV: list[Tensor] = []
         self.T = torch.zeros(size, size, dtype=torch.float64)
-        self.G = torch.zeros(size, size, dtype=torch.float64)  # (A V)(A V)^T: every Ritz residual, no row combinations
+        self.G = torch.zeros(size, size, dtype=torch.float64)  # (A V)(A V)^T: the Ritz residuals' inner products
         eps = torch.finfo(op.dtype).eps
         # A row whose norm falls below this fraction on projection is numerically dependent.
         self.drop = (100 * eps) ** 0.5
@@ -199,13 +216,15 @@ class _Space:
         C = (U[:, keep] * S[keep].rsqrt()).T * scale[None, :]
         return C.to(W.device, W.dtype) @ W, True
 
-    def ritz(self) -> tuple[Tensor, Tensor, Tensor]:
-        """All Ritz values (float64, descending), their coefficient vectors Y (m, m) in V and their
-        residual norms ||A x - theta x||^2 = y^T G y - theta^2 (float64; accurate to ~1e-8 |theta|)."""
+    def ritz(self) -> tuple[Tensor, Tensor]:
+        """All Ritz values (float64, descending) and their coefficient vectors Y (m, m) in V."""
         theta, Y = torch.linalg.eigh(self.T[:self.m, :self.m])
-        theta, Y = theta.flip(0), Y.flip(1)
-        square = ((self.G[:self.m, :self.m] @ Y) * Y).sum(0) - theta ** 2
-        return theta, Y, square.clamp(min=0).sqrt()
+        return theta.flip(0), Y.flip(1)
+
+    def residual_gram(self, theta: Tensor, Y: Tensor) -> Tensor:
+        """(A x_i - theta_i x_i) . (A x_j - theta_j x_j) for the Ritz pairs (theta, Y), from G = (A V)(A V)^T:
+        no row combinations (float64; accurate to ~1e-8 theta_1^2)."""
+        return Y.T @ self.G[:self.m, :self.m] @ Y - torch.diag(theta ** 2)
 
     def combine(self, Y: Tensor) -> tuple[Tensor, Tensor]:
         """Rows X = Y^T V and A X = Y^T A V for coefficient columns Y (m, r)."""
@@ -221,6 +240,10 @@ class _Space:
             start += len(B)
         return out
 
+    def coordinates(self, row: Tensor) -> Tensor:
+        """V row^T (m,) float64: a row's coordinates in the basis."""
+        return torch.cat([gram64(B, row)[:, 0] for B in self.V])
+
     def restart(self, X: Tensor, AX: Tensor) -> None:
         """Keep only the Ritz vectors X (orthonormal, in span V) and A X: no operator cost."""
         self.V, self.AV = [X], [AX]
@@ -234,21 +257,22 @@ def top_eigenpairs(op: Operator, k: int = 3, tol: float = 1e-3, max_iters: int =
                    max_basis: int | None = None, fresh: Tensor | None = None) -> EigResult:
     """The k largest-algebraic eigenpairs of the symmetric operator `op`.
 
-    init: (dim, j) starting vectors, 1 <= j <= k + guard (e.g. a previous result's `basis`). fresh: (dim, f)
-    directions for the start (the tracker passes the gradient and the SAM gradient). A warm start
-    is the first max(k, k + guard - 1) columns of init and the probe (module docstring), so its
-    first pass costs k + guard products as before; a cold start is the fresh directions and
-    Gaussian noise. Noise is drawn from `seed`. guard: extra vectors carried beside the k wanted ones; k + guard = 10 spans the cluster
-    of C - 1 = 9 outlier eigenvalues of a 10-class squared loss, so a warm start need not
-    rediscover the members of the cluster that overtook each other. One iteration is one batched
-    pass of the operator; `max_iters` bounds them. max_basis (default max(3 (k + guard), 20))
-    bounds the search space before a thick restart. The stopping test and the guarantee it gives
-    are in the module docstring.
+    init: (dim, j) starting vectors, 1 <= j <= k + guard (e.g. a previous result's `basis`): a warm
+    start, init and the probe in one pass of j + 1 products. fresh: (dim, f) directions (the
+    tracker passes the gradient and the SAM gradient): a cold start begins with them, filled up to
+    k + guard with seeded noise; a warm start's probe holds their parts outside init's span.
+    guard: extra vectors carried beside the k wanted ones; k + guard = 10 spans the cluster of
+    C - 1 = 9 outlier eigenvalues of a 10-class squared loss, so a warm start need not rediscover
+    the members of the cluster that overtook each other. One iteration is one batched pass of the
+    operator; `max_iters` bounds them. max_basis (default max(3 (k + guard), 20)) bounds the search
+    space before a thick restart. The stopping test and the guarantee it gives are in the module
+    docstring.
     """
     _check_args(op, k, tol, max_iters, init, guard, fresh)
     generator = torch.Generator().manual_seed(seed)
-    rows = _start_rows(op, k, min(k + guard, op.dim), init, fresh, generator)
-    block = max(min(k + guard, op.dim), min(len(rows), op.dim))
+    block = min(k + guard, op.dim)
+    rows, probe = _start_rows(op, block, init, fresh, generator)
+    block = max(block, min(len(rows), op.dim)) if init is None else block
     size = min(op.dim, max_basis or max(3 * block, 20))
     if size < 2 * block and size < op.dim:
         raise ValueError(f"max_basis: expected at least 2 (k + guard) = {2 * block}, got {max_basis}")
@@ -257,76 +281,135 @@ def top_eigenpairs(op: Operator, k: int = 3, tol: float = 1e-3, max_iters: int =
     while space.m < block:  # only if starting rows were dependent
         noise = torch.randn(block - space.m, op.dim, dtype=torch.float64, generator=generator)
         space.extend(noise.to(op.device, op.dtype))
+    probe_passes = 0
     while True:
-        theta, Y, screen = space.ritz()
+        theta, Y = space.ritz()
         top = min(k + 1, space.m)
         X, AX = space.combine(Y[:, :top])
         R = torch.addcmul(AX, X, -theta[:top, None].to(X.device, X.dtype))
         res = torch.linalg.vector_norm(R, dim=1).cpu().double()
         scale = tol * theta[:k].abs().max()
         open_top = _open_top(theta, res, k, scale)
-        lower, R_lower = ([], R[:0]) if open_top.any() else _open_lower(space, theta, Y, screen, k, block, scale)
-        n_open = int(open_top.sum()) + len(lower)
-        if n_open == 0 or space.passes >= max_iters:
+        weights = None if probe is None else Y.T @ space.coordinates(probe)  # the probe in the Ritz basis
+        # The probe is tested beside the first residuals (its image joins the search space for one
+        # product) and then once the top k have converged: between, the top k's residuals move it.
+        tested = weights is not None and (not open_top.any() or space.passes == 1)
+        probe_row = _probe_residual(space, theta, Y, weights, k, scale) if tested else None
+        converged = not bool(open_top.any()) and probe_row is None
+        if converged or space.passes >= max_iters or probe_passes >= PROBE_PASSES:
             break
-        if space.free < n_open:
-            space.restart(*space.combine(Y[:, :block]))
-            continue
-        if space.extend(torch.cat([R[open_top.to(R.device)], R_lower])) == 0:  # numerically inside the space
+        probe_passes += not open_top.any()
+        new = torch.cat([R[:k][open_top.to(R.device)]] + ([] if probe_row is None else [probe_row]))
+        if space.free < len(new):  # residuals are orthogonal to the whole space, so to what a restart keeps
+            space.restart(*_kept(space, Y, weights, block))
+        if space.extend(new[:space.free]) == 0:  # numerically inside the space
             break
-    converged = n_open == 0
     basis = space.combine(Y[:, :block])[0]
     X, AX = X[:k], AX[:k]
     values = gram64(X, AX).diagonal() / gram64(X, X).diagonal()  # Rayleigh quotients, float64
     order = values.argsort(descending=True)
     values, X, AX = values[order], X[order.to(X.device)], AX[order.to(X.device)]
     res_k = torch.linalg.vector_norm(torch.addcmul(AX, X, -values[:, None].to(X.device, X.dtype)), dim=1).cpu().double()
-    # The (k+1)-th pair, once it passed the stopping test, bounds an eigenvalue below lambda_k; else nothing does.
-    below = float(theta[k] + res[k]) if top > k and not open_top[k] else (-math.inf if k == op.dim else None)
+    # The (k+1)-th pair, once converged, bounds an eigenvalue below lambda_k; else nothing does.
+    certified = top > k and float(res[k]) <= _gap_limit(theta, k, scale)
+    below = float(theta[k] + res[k]) if certified else (-math.inf if k == op.dim else None)
     resolved = below is not None and float(values[-1]) - below > float(res_k.norm())
     return EigResult(values, X.T, res_k, space.hvps, space.passes, converged, basis.T, resolved,
                      _error_bounds(values, res_k, below))
 
 
-def _start_rows(op: Operator, k: int, block: int, init: Tensor | None, fresh: Tensor | None,
-                generator: torch.Generator) -> Tensor:
-    """The first pass's rows: warm columns and the probe, or (cold) fresh directions and noise."""
-    new = torch.empty(0, op.dim, dtype=op.dtype, device=op.device) if fresh is None else fresh.T.to(op.device, op.dtype)
+def _start_rows(op: Operator, block: int, init: Tensor | None, fresh: Tensor | None,
+                generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
+    """The first pass's rows and the probe: warm, init's columns and the probe, the unit sum of the
+    fresh directions' parts off the warm span and a seeded random vector, each scaled to unit
+    length; cold, the fresh directions and seeded noise (no probe)."""
     if init is None:
+        new = torch.empty(0, op.dim, dtype=op.dtype, device=op.device) if fresh is None else fresh.T.to(op.device, op.dtype)
         noise = torch.randn(max(block - len(new), 0), op.dim, dtype=torch.float64, generator=generator)
-        return torch.cat([new, noise.to(op.device, op.dtype)])
+        return torch.cat([new, noise.to(op.device, op.dtype)]), None
+    warm = init.T.to(op.device, op.dtype)
     noise = torch.randn(1, op.dim, dtype=torch.float64, generator=generator).to(op.device, op.dtype)
-    parts = torch.cat([new, noise])
-    norms = torch.linalg.vector_norm(parts, dim=1, keepdim=True)
-    probe = (parts[norms[:, 0] > 0] / norms[norms[:, 0] > 0]).sum(0, keepdim=True)  # a zero gradient adds nothing
-    warm = init.T[:max(k, block - 1)].to(op.device, op.dtype)
-    fill = torch.randn(max(block - len(warm) - 1, 0), op.dim, dtype=torch.float64, generator=generator)
-    return torch.cat([warm, probe, fill.to(op.device, op.dtype)])  # one pass, as a cold start's
-
-
-def _limits(theta: Tensor, k: int, scale: Tensor) -> Tensor:
-    """The residual each Ritz pair j >= k may keep: tol |theta_1|, or PROBE times its distance to theta_k."""
-    return torch.maximum(PROBE * (theta[k - 1] - theta[k:]), scale)
+    if fresh is not None:  # only what lies outside the warm span is fresh
+        new = fresh.T.to(op.device, op.dtype)
+        new = new - torch.linalg.solve(gram64(warm, warm), gram64(warm, new)).T.to(new.dtype) @ warm
+        noise = torch.cat([new, noise])
+    norms = torch.linalg.vector_norm(noise, dim=1, keepdim=True)
+    probe = (noise / norms)[norms[:, 0] > 0].sum(0, keepdim=True)  # a zero (or warm) gradient adds nothing
+    probe = probe / torch.linalg.vector_norm(probe)
+    return torch.cat([warm, probe]), probe
 
 
 def _open_top(theta: Tensor, res: Tensor, k: int, scale: Tensor) -> Tensor:
-    """Which of the top k (+ 1) pairs, residuals `res`, fail the stopping test (module docstring)."""
-    return res > torch.cat([scale.expand(k), _limits(theta, k, scale)[:len(res) - k]])
+    """Which of the top k pairs, residuals `res`, have not converged (residual above tol |theta_1|)."""
+    return res[:k] > scale
 
 
-def _open_lower(space: _Space, theta: Tensor, Y: Tensor, screen: Tensor, k: int, block: int,
-                scale: Tensor) -> tuple[list[int], Tensor]:
-    """The highest pair among k + 2 .. block that fails the stopping test, with its residual row.
-    Pairs are screened by their Gram-matrix residuals (no row combinations); only candidates'
-    residuals are formed exactly, highest first."""
-    limits = _limits(theta, k, scale)
-    for j in range(k + 1, min(block, space.m)):
-        if screen[j] > limits[j - k] / 2:
-            X, AX = space.combine(Y[:, j:j + 1])
-            R = torch.addcmul(AX, X, -theta[j:j + 1, None].to(X.device, X.dtype))
-            if float(torch.linalg.vector_norm(R)) > limits[j - k]:
-                return [j], R
-    return [], space.V[0][:0]
+def _gap_limit(theta: Tensor, k: int, scale: Tensor) -> float:
+    """The residual the (k+1)-th pair may keep and still certify the gap (`resolved`): tol |theta_1|,
+    or GAP times its distance to theta_k."""
+    return float(torch.maximum(GAP * (theta[k - 1] - theta[k]), scale))
+
+
+def _probe_residual(space: _Space, theta: Tensor, Y: Tensor, weights: Tensor, k: int,
+                    scale: Tensor) -> Tensor | None:
+    """None when the probe test passes (module docstring); else the residual row to expand: the
+    combined residual of the group of Ritz pairs that contributes most to the bound."""
+    bound, groups = _probe_bound(theta[k:], weights[k:], space.residual_gram(theta, Y)[k:, k:],
+                                 float(theta[k - 1] + scale))
+    if bound <= PROBE * float(torch.linalg.vector_norm(weights[k:])):
+        return None
+    start, end = max(groups, key=lambda g: g[2])[:2]
+    coef = Y[:, k + start:k + end] @ weights[k + start:k + end]
+    shifted = Y[:, k + start:k + end] @ (theta[k + start:k + end] * weights[k + start:k + end])
+    return space._rows(coef[:, None], space.AV) - space._rows(shifted[:, None], space.V)
+
+
+def _probe_bound(theta: Tensor, w: Tensor, R2: Tensor, a: float) -> tuple[float, list[tuple[int, int, float]]]:
+    """The smallest bound on |q . p_perp| over partitions of the pairs (descending theta) into runs,
+    for eigenvectors q of eigenvalue mu >= a; and that partition's runs (start, end, share).
+
+    A run u = sum_{j in run} w_j x_j has Rayleigh quotient rho = sum w_j^2 theta_j / ||u||^2 and
+    residual r, r^2 ||u||^2 = sum w_j^2 (theta_j - rho)^2 + w^T R2 w (the pairs' residuals are
+    orthogonal to the space); |q . u| <= min_sigma ||(H - sigma) u|| / (mu - sigma)
+    = ||u|| r / sqrt((a - rho)^2 + r^2) when rho < a, and ||u|| otherwise. A single pair gives
+    |w_j| s_j / sqrt((a - theta_j)^2 + s_j^2); the whole tail, one Rayleigh quotient."""
+    th, wt, R = theta.tolist(), w.tolist(), R2.numpy() if R2.device.type == "cpu" else R2.cpu().numpy()
+    n = len(th)
+    share = [[0.0] * (n + 1) for _ in range(n + 1)]
+    for s in range(n):
+        n2 = m1 = m2 = quad = 0.0
+        for e in range(s, n):
+            we = wt[e]
+            quad += we * (2 * float(np.dot(R[s:e, e], wt[s:e])) + R[e, e] * we)
+            n2, m1, m2 = n2 + we * we, m1 + we * we * th[e], m2 + we * we * th[e] ** 2
+            if n2 == 0:
+                continue
+            rho = m1 / n2
+            r2 = max(m2 - rho * m1 + max(quad, 0.0), 0.0) / n2  # sum w^2 (theta - rho)^2 = m2 - rho m1
+            share[s][e + 1] = math.sqrt(n2) * (1.0 if rho >= a else math.sqrt(r2 / ((a - rho) ** 2 + r2)))
+    best, cut = [0.0] + [math.inf] * n, [0] * (n + 1)
+    for e in range(1, n + 1):
+        for s in range(e):
+            if best[s] + share[s][e] < best[e]:
+                best[e], cut[e] = best[s] + share[s][e], s
+    groups, e = [], n
+    while e > 0:
+        groups.append((cut[e], e, share[cut[e]][e]))
+        e = cut[e]
+    return best[n], groups
+
+
+def _kept(space: _Space, Y: Tensor, weights: Tensor | None, block: int) -> tuple[Tensor, Tensor]:
+    """What a thick restart keeps: the top `block` Ritz vectors and, on a warm start, the probe's
+    part off them (its image from the stored images: no operator cost), so the probe test keeps
+    seeing the whole probe."""
+    if weights is None:
+        return space.combine(Y[:, :block])
+    X, AX = space.combine(torch.cat([Y[:, :block], Y[:, block:] @ weights[block:, None]], dim=1))
+    norm = float(torch.linalg.vector_norm(X[-1]))
+    if norm <= space.drop:
+        return X[:-1], AX[:-1]
+    return torch.cat([X[:-1], X[-1:] / norm]), torch.cat([AX[:-1], AX[-1:] / norm])
 
 
 def _error_bounds(values: Tensor, res: Tensor, below: float | None) -> Tensor:

@@ -15,17 +15,17 @@ from samedge.objective import Data, LossFn
 class EigenTracker:
     """measure(model, loss_fn, data) -> EigResult of the full-batch Hessian's top-k eigenpairs.
 
-    The first measurement starts cold (seeded noise); each later one starts from the previous
-    measurement's Ritz basis (cold again if the parameter count changed) plus fresh directions:
-    `fresh` (the training loop passes the gradient and the SAM gradient, which at the edge of
-    stability align with the top eigenvector) and a seeded random probe, summed into one vector. No
-    warm solve stops on the previous basis alone: it stops only when the top-k residuals are below tol * |lambda_1|
-    and each next Ritz pair up to k + guard, the probe's among them, is converged or has a
-    residual below 1/10 of its distance to lambda_k, so a new top eigenvalue whose eigenvector
-    overlaps the fresh directions (see eigensolver's docstring for the exact bound) is found, not
-    missed. The state (settings,
-    basis, counters) round-trips through state_dict()/load_state_dict(), so a resumed run
-    repeats the same HVP counts and results.
+    The first measurement starts cold (`fresh`, which the training loop passes as the gradient and
+    the SAM gradient, and seeded noise); each later one starts from the previous measurement's Ritz
+    basis (cold again if the parameter count changed) plus one probe: the fresh directions' parts
+    outside that basis and a seeded random vector, each of unit length, summed. No warm solve stops
+    on the previous basis alone: it stops only when the top-k residuals are below tol * |lambda_1|
+    and the probe test passes (any eigenvector whose eigenvalue exceeds lambda_k by more than the
+    tolerance overlaps the probe's part off the returned vectors by at most 1/10 of it; the
+    eigensolver's docstring has the bound), so a new top eigenvalue that the probe sees is found,
+    not missed; where the test cannot pass in a bounded space the result says not converged. The
+    state (settings, basis, counters) round-trips through state_dict()/load_state_dict(), so a
+    resumed run repeats the same HVP counts and results.
     """
 
     def __init__(self, k: int = 3, tol: float = 1e-3, max_iters: int = 100, seed: int = 0,
@@ -41,8 +41,9 @@ class EigenTracker:
 
     def measure(self, model: nn.Module, loss_fn: LossFn, data: Data, fresh: Sequence[Tensor] = (),
                 transform: Callable[[HVPOperator], Any] | None = None) -> EigResult:
-        """fresh: flat directions of the measured operator's space added to the start (e.g. the gradient
-        and SAM gradient); transform(H), if given, is the operator measured instead of H (a
+        """fresh: flat directions of the measured operator's space for the start (e.g. the gradient and
+        SAM gradient: a cold start begins with them, a warm one probes with their parts outside the
+        basis); transform(H), if given, is the operator measured instead of H (a
         preconditioned one)."""
         op = HVPOperator(model, loss_fn, data, method=self.method)
         op = op if transform is None else transform(op)
