@@ -2,7 +2,8 @@
 changes) against the current one, in the same process, on the same iterates and operators:
 
 - along the quick MNIST SAM run of section 2 (samedge's Trainer, whose tracker is the current
-  solver warm-started from its basis plus the gradient, the SAM gradient and a random probe): at
+  solver warm-started from its basis plus one probe made of the gradient, the SAM gradient and a
+  seeded random vector): at
   each measurement the earlier solver runs warm from its own previous basis, as it did in a run;
   cold is scipy eigsh (LA, same tol) from a random vector;
 - on the paper-size MLP and the quick CIFAR CNN of section 1: warm solve time of each solver
@@ -134,8 +135,9 @@ def section(rev: str, run_config: tuple[dict, float, float], data_dir: Path, pro
     med = {key: statistics.median(r[key] for r in later) for key in ("before_hvps", "after_hvps", "cold_hvps")}
     sec.lines.append(
         f"Quick MNIST SAM run (lr {lr:g}, rho {rho:g}, {len(rows)} measurements): per warm measurement "
-        "(2..) the earlier solver from its own previous basis, the current one from its basis plus the "
-        "gradient, the SAM gradient and a random probe, both checked against scipy eigsh (cold).")
+        "(2..) the earlier solver from its own previous basis, the current one from its basis plus one "
+        "probe made of the gradient, the SAM gradient and a seeded random vector, both checked against "
+        "scipy eigsh (cold).")
     sec.target("median warm HVPs after - before (measurements 2..)", med["after_hvps"] - med["before_hvps"], 3)
     sec.add("median warm HVPs before", med["before_hvps"])
     sec.add("median warm HVPs after", med["after_hvps"])
