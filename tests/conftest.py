@@ -1,6 +1,7 @@
 """Shared fixtures: the repository root and the offline data mirror (../shared/data beside the repo)."""
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,3 +47,13 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def close_figures() -> Iterator[None]:
+    """Figures a test builds but does not save stay open in pyplot; close them so one test's
+    figures never count against the next one's (matplotlib warns past 20 open figures)."""
+    yield
+    plt = sys.modules.get("matplotlib.pyplot")  # only where a test imported it
+    if plt is not None:
+        plt.close("all")

@@ -101,8 +101,8 @@ def rising_eigenvalue(n: int = 300, seed: int = 0) -> tuple[Tensor, Tensor, Tens
 @pytest.mark.parametrize("gradient", ["none", "random", "orthogonal"])
 def test_a_warm_start_finds_an_eigenvalue_that_jumped_above_the_old_top(gradient, seed, tol):
     """The previous basis is exactly H_prev's top ten, so its top three look converged at once;
-    the random probe must reveal 7.0, whatever the gradient passed (a warm start ignores it: it
-    starts cold solves), also when it is orthogonal to the new direction."""
+    the probe (the fresh directions' parts off that span plus a seeded random vector) must reveal
+    7.0 whatever fresh directions are passed: none, random, or orthogonal to the new direction."""
     H, previous, q = rising_eigenvalue(seed=seed)
     g = torch.randn(len(H), dtype=torch.float64, generator=torch.Generator().manual_seed(10 + seed))
     if gradient == "orthogonal":
