@@ -17,6 +17,7 @@ from samedge.hessian import EigenTracker, HVPOperator
 from samedge.monitor import EdgeMonitor
 from samedge.objective import loss_and_grad
 from samedge.sam import apply_update, sam_gradient, sam_step
+from tests.test_gpu_paths import DEVICES
 from tests.test_hessian import dense_hessian, rel_err
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -33,11 +34,12 @@ def _regression(n: int = 8, out: int = 2) -> tuple[Tensor, Tensor]:
 
 
 def _products_without_warnings(model: nn.Module, loss_fn, data, method: str, m: int = 3) -> tuple[Tensor, Tensor]:
+    """H V on the model's device (CPU data and V move there), returned on the CPU."""
     op = HVPOperator(model, loss_fn, data, method=method)
     V = torch.randn(op.dim, m, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a fallback would warn
-        return op.matmat(V), V
+        return op.matmat(V).cpu(), V
 
 
 @pytest.mark.parametrize("loss_fn", [F.mse_loss, F.huber_loss, F.smooth_l1_loss, F.cross_entropy],
@@ -68,7 +70,7 @@ class _Attention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.embed(x)
-        causal = nn.Transformer.generate_square_subsequent_mask(x.shape[1], dtype=x.dtype)
+        causal = nn.Transformer.generate_square_subsequent_mask(x.shape[1], device=x.device, dtype=x.dtype)
         if self.kind == "mha":  # need_weights=False: the path through scaled_dot_product_attention
             h = self.block(h, h, h, attn_mask=causal, need_weights=False)[0]
         else:
@@ -76,16 +78,19 @@ class _Attention(nn.Module):
         return self.out(h)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("method", ["autograd", "double_backprop"])
 @pytest.mark.parametrize("block", ["mha", "encoder_layer"])
-def test_attention_through_sdpa_has_exact_hvps(block, method):
+def test_attention_through_sdpa_has_exact_hvps(block, method, device):
+    """On CUDA the fused SDPA kernels have no double backward either: the math backend is chosen
+    inside measurements whatever the device."""
     model = _Attention(block).double()
     g = torch.Generator().manual_seed(4)
     x, y = torch.randn(3, 4, 3, dtype=torch.float64, generator=g), torch.randn(3, 4, 2, dtype=torch.float64, generator=g)
     from torch.nn.attention import SDPBackend, sdpa_kernel
     with sdpa_kernel(SDPBackend.MATH):  # the reference's own double backward
         hessian = dense_hessian(model, F.mse_loss, x, y)
-    HV, V = _products_without_warnings(model, F.mse_loss, (x, y), method)
+    HV, V = _products_without_warnings(model.to(device), F.mse_loss, (x, y), method)
     assert rel_err(HV, hessian @ V) < 1e-12
 
 
