@@ -3,9 +3,8 @@ changes) against the current one, in the same process, on the same iterates and 
 
 - along the quick MNIST SAM run of section 2 (samedge's Trainer, whose tracker is the current
   solver warm-started from its basis plus one probe made of the gradient, the SAM gradient and a
-  seeded random vector): at
-  each measurement the earlier solver runs warm from its own previous basis, as it did in a run;
-  cold is scipy eigsh (LA, same tol) from a random vector;
+  seeded random vector): at each measurement the earlier solver runs warm from its own previous
+  basis, as it did in a run; cold is scipy eigsh (LA, same tol) from a random vector;
 - on the paper-size MLP and the quick CIFAR CNN of section 1: warm solve time of each solver
   against eigsh's, alternated (before, after, eigsh, eigsh, after, before) and averaged.
 

@@ -82,8 +82,8 @@ class _Attention(nn.Module):
 @pytest.mark.parametrize("method", ["autograd", "double_backprop"])
 @pytest.mark.parametrize("block", ["mha", "encoder_layer"])
 def test_attention_through_sdpa_has_exact_hvps(block, method, device):
-    """On CUDA the fused SDPA kernels have no double backward either: the math backend is chosen
-    inside measurements whatever the device."""
+    """The fused SDPA kernels (CPU flash; CUDA flash and memory-efficient, pytorch/pytorch#116350)
+    have no double backward: the math backend is chosen inside measurements whatever the device."""
     model = _Attention(block).double()
     g = torch.Generator().manual_seed(4)
     x, y = torch.randn(3, 4, 3, dtype=torch.float64, generator=g), torch.randn(3, 4, 2, dtype=torch.float64, generator=g)
